@@ -1,0 +1,141 @@
+"""One Chromium per process, found once, relaunched when it dies.
+
+Order of preference for the executable: ``PARCOURS_CHROMIUM`` if set, then
+Playwright's own download, then a system Chromium or Chrome. The closed-network
+flags keep Chromium from stalling on connections it cannot make.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+from playwright.async_api import Browser, Playwright, async_playwright
+from playwright.async_api import Error as PlaywrightError
+
+from probes.devices import BUILTIN_PROFILES
+
+log = structlog.get_logger(__name__)
+
+SYSTEM_CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+LAUNCH_ARGS = (
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+)
+NO_BROWSER_HELP = (
+    "no Chromium found. Fix one of: set PARCOURS_CHROMIUM=/path/to/chrome; "
+    "run `python -m playwright install chromium` (needs internet); "
+    "or on Debian/Ubuntu as root `apt-get install -y chromium`."
+)
+
+
+class BrowserUnavailableError(RuntimeError):
+    """No Chromium could be found or started; the message says how to fix it."""
+
+
+@dataclass(frozen=True)
+class ChromiumChoice:
+    """Which executable will be launched, and why it was picked."""
+
+    path: str | None  # None means Playwright's own default
+    origin: str
+
+
+def find_chromium(playwright_default: str | None) -> ChromiumChoice:
+    """Pick the Chromium to launch, or raise with instructions."""
+    override = os.environ.get("PARCOURS_CHROMIUM")
+    if override:
+        if not Path(override).exists():
+            raise BrowserUnavailableError(f"PARCOURS_CHROMIUM={override} does not exist")
+        return ChromiumChoice(override, "PARCOURS_CHROMIUM")
+    if playwright_default and Path(playwright_default).exists():
+        return ChromiumChoice(None, "playwright")
+    for name in SYSTEM_CANDIDATES:
+        found = shutil.which(name)
+        if found:
+            return ChromiumChoice(found, "system")
+    raise BrowserUnavailableError(NO_BROWSER_HELP)
+
+
+class BrowserManager:
+    """Owns the process's Playwright driver and its one Chromium.
+
+    Runs share the browser and get a fresh context each; if Chromium crashes
+    or disconnects, the next caller gets a new one and ``restarts`` grows.
+    """
+
+    def __init__(self) -> None:
+        self._playwright: Playwright | None = None
+        self._browser: Browser | None = None
+        self._lock = asyncio.Lock()
+        self.restarts = 0
+        self.choice: ChromiumChoice | None = None
+
+    async def get(self) -> Browser:
+        """The live browser, launching or relaunching it when needed."""
+        browser = self._browser
+        if browser is not None and browser.is_connected():
+            return browser
+        async with self._lock:
+            if self._browser is not None and self._browser.is_connected():
+                return self._browser
+            if self._browser is not None:
+                self.restarts += 1
+                log.warning("chromium_relaunch", restarts=self.restarts)
+            self._browser = await self._launch()
+            return self._browser
+
+    def context_options(self, device: str) -> dict[str, Any]:
+        """Playwright context options for a device name (built-in or Playwright's)."""
+        if device in BUILTIN_PROFILES:
+            return dict(BUILTIN_PROFILES[device])
+        if self._playwright is None or device not in self._playwright.devices:
+            raise BrowserUnavailableError(f"unknown device '{device}'")
+        options = dict(self._playwright.devices[device])
+        options.pop("default_browser_type", None)
+        return options
+
+    async def _launch(self) -> Browser:
+        if self._playwright is None:
+            self._playwright = await async_playwright().start()
+        chromium = self._playwright.chromium
+        self.choice = find_chromium(chromium.executable_path)
+        try:
+            browser = await chromium.launch(
+                executable_path=self.choice.path, args=list(LAUNCH_ARGS), headless=True
+            )
+        except Exception as exc:
+            raise BrowserUnavailableError(
+                f"Chromium ({self.choice.path or 'playwright'}) failed to start: {exc}"
+            ) from exc
+        log.info("chromium_started", origin=self.choice.origin, version=browser.version)
+        return browser
+
+    async def close(self) -> None:
+        """Close Chromium and the driver; safe to call twice."""
+        browser, self._browser = self._browser, None
+        if browser is not None:
+            try:
+                await browser.close()
+            except PlaywrightError as exc:  # already gone: nothing left to close
+                log.debug("chromium_close_failed", error=str(exc))
+        playwright, self._playwright = self._playwright, None
+        if playwright is not None:
+            await playwright.stop()
+
+    async def __aenter__(self) -> BrowserManager:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.close()

@@ -1,0 +1,169 @@
+"""The ``parcours`` command line: check, test, demo-shop (and run, collector, agent).
+
+This is an entry point: it configures logging, parses arguments and calls
+into the modules; nothing imports it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import sys
+from collections.abc import Sequence
+
+from probes.config import ConfigError, LoadedConfig, load_config, load_config_text
+from probes.logs import configure_logging
+from probes.result import RunResult, Status, to_dict
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_CONFIG, EXIT_NO_BROWSER = 0, 1, 2, 3
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse arguments and run the chosen command; returns the process exit code."""
+    args = _parser().parse_args(argv)
+    configure_logging(args.log_level, json=args.log_json)
+    code: int = args.handler(args)
+    return code
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="parcours", description=__doc__)
+    parser.add_argument("--log-level", default="warning", help="debug, info, warning, error")
+    parser.add_argument(
+        "--log-json", action="store_true", default=None, help="JSON log lines even on a terminal"
+    )
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    check = commands.add_parser("check", help="validate config files; non-zero exit on error")
+    check.add_argument("paths", nargs="+", metavar="PATH", help="YAML files or directories")
+    check.set_defaults(handler=_cmd_check)
+
+    test = commands.add_parser("test", help="run each journey once and print the results")
+    test.add_argument(
+        "paths",
+        nargs="*",
+        metavar="CONFIG",
+        help="YAML files or directories (default: the demo journey on the demo shop)",
+    )
+    test.add_argument("--journey", action="append", help="only this journey (repeatable)")
+    test.add_argument("--device", action="append", help="only this device (repeatable)")
+    test.add_argument("--json", action="store_true", help="print the full result documents")
+    test.set_defaults(handler=_cmd_test)
+
+    shop = commands.add_parser("demo-shop", help="serve the bundled demo shop")
+    shop.add_argument("--listen", default="127.0.0.1:8081", metavar="HOST:PORT")
+    shop.set_defaults(handler=_cmd_demo_shop)
+    return parser
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.paths)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        print(f"{len(exc.problems)} problem(s) found", file=sys.stderr)
+        return EXIT_BAD_CONFIG
+    for warning in config_warnings(config):
+        print(f"warning: {warning}", file=sys.stderr)
+    runs = sum(len(j.devices) for j in config.journeys)
+    print(
+        f"ok: {len(config.journeys)} journeys ({runs} runs per round) in {len(config.files)} files"
+    )
+    return EXIT_OK
+
+
+def config_warnings(config: LoadedConfig) -> list[str]:
+    """Things that are valid but probably not what the author meant."""
+    warnings = [
+        f"an environment value of {len(value)} characters is too short to be masked"
+        for value in config.masker.too_short
+    ]
+    for journey in config.journeys:
+        clicks = sum(1 for step in journey.steps if step.action == "click")
+        if journey.click_budget and clicks > journey.click_budget:
+            warnings.append(
+                f'{journey.source}: journey "{journey.name}" has {clicks} click steps, '
+                f"over its click budget of {journey.click_budget}"
+            )
+    return warnings
+
+
+def _cmd_test(args: argparse.Namespace) -> int:
+    from probes.browser import BrowserUnavailableError
+
+    try:
+        results = asyncio.run(_test(args))
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_BAD_CONFIG
+    except BrowserUnavailableError as exc:
+        print(f"parcours: {exc}", file=sys.stderr)
+        return EXIT_NO_BROWSER
+    if args.json:
+        print(json.dumps([to_dict(r) for r in results], indent=2))
+    else:
+        from probes.report import render
+
+        print(render(results, colour=sys.stdout.isatty()), end="")
+    return EXIT_FAILED if any(r.status is Status.FAILED for r in results) else EXIT_OK
+
+
+async def _test(args: argparse.Namespace) -> list[RunResult]:
+    from probes.browser import BrowserManager
+    from probes.demo_shop.server import URL_VARIABLE, demo_journey_text, start_demo_shop
+    from probes.runners.journey import RunRequest, run
+
+    shop = None
+    if args.paths:
+        config = load_config(args.paths)
+    else:
+        shop = await start_demo_shop()
+        config = load_config_text(
+            demo_journey_text(), "<demo journey>", variables={URL_VARIABLE: shop.url}
+        )
+    journeys = [j for j in config.journeys if not args.journey or j.name in args.journey]
+    if args.journey and not journeys:
+        names = ", ".join(j.name for j in config.journeys)
+        raise ConfigError([_unknown("journey", args.journey, names)])
+    results = []
+    try:
+        async with BrowserManager() as browsers:
+            for journey in journeys:
+                for device in journey.devices:
+                    if args.device and device not in args.device:
+                        continue
+                    results.append(await run(journey, browsers, RunRequest(device), config.masker))
+    finally:
+        if shop is not None:
+            await shop.stop()
+    return results
+
+
+def _unknown(what: str, asked: list[str], known: str):  # type: ignore[no-untyped-def]
+    from probes.config.loader import Problem
+
+    return Problem("<command line>", 1, f"no {what} named {', '.join(asked)}; known: {known}")
+
+
+def _cmd_demo_shop(args: argparse.Namespace) -> int:
+    from probes.demo_shop.server import start_demo_shop
+
+    host, _, port = args.listen.rpartition(":")
+
+    async def serve() -> None:
+        shop = await start_demo_shop(host or "127.0.0.1", int(port))
+        print(f"demo shop listening on {shop.url} (faults: {shop.url}/__faults)", flush=True)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await shop.stop()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve())
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

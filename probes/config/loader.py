@@ -1,0 +1,265 @@
+"""Load and validate probe configs as a whole; every problem, each with file:line."""
+
+from __future__ import annotations
+
+import difflib
+import os
+import types
+import typing
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path as FsPath
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from probes.config.model import ConfigFile, Journey, merged_budgets
+from probes.config.spec import JourneySpec
+from probes.config.yaml_source import Path, YamlDocument, read_yaml
+from probes.devices import known_device_names
+from probes.secrets import Masker
+
+YAML_SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One config mistake, located precisely enough to fix without searching."""
+
+    file: str
+    line: int
+    message: str
+    journey: str | None = None
+    where: str = ""
+
+    def __str__(self) -> str:
+        context = [f'journey "{self.journey}"'] if self.journey else []
+        if self.where:
+            context.append(self.where)
+        prefix = f"{', '.join(context)}: " if context else ""
+        return f"{self.file}:{self.line}: {prefix}{self.message}"
+
+
+class ConfigError(Exception):
+    """Raised with every problem found; never a traceback for bad input."""
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    """A valid configuration: the journeys to run and the secrets to mask."""
+
+    journeys: tuple[JourneySpec, ...]
+    masker: Masker
+    files: tuple[str, ...]
+
+
+def config_files(paths: Iterable[str | os.PathLike[str]]) -> list[FsPath]:
+    """Expand directories to their YAML files, sorted, so that load order is stable."""
+    files: list[FsPath] = []
+    for raw in paths:
+        path = FsPath(raw)
+        if path.is_dir():
+            files.extend(sorted(p for p in path.iterdir() if p.suffix in YAML_SUFFIXES))
+        else:
+            files.append(path)
+    return files
+
+
+def load_config(
+    paths: Iterable[str | os.PathLike[str]],
+    env: Mapping[str, str] | None = None,
+    variables: Mapping[str, str] | None = None,
+) -> LoadedConfig:
+    """Read every file, validate the whole, and raise ConfigError listing all problems."""
+    sources: list[tuple[str, str]] = []
+    problems: list[Problem] = []
+    for path in config_files(paths):
+        try:
+            sources.append((str(path), path.read_text(encoding="utf-8")))
+        except (OSError, UnicodeDecodeError) as exc:
+            problems.append(Problem(str(path), 1, f"cannot read file: {exc}"))
+    if not sources and not problems:
+        problems.append(Problem(", ".join(map(str, paths)) or ".", 1, "no YAML config found"))
+    return _load(sources, env if env is not None else os.environ, variables or {}, problems)
+
+
+def load_config_text(
+    text: str,
+    source: str = "<config>",
+    env: Mapping[str, str] | None = None,
+    variables: Mapping[str, str] | None = None,
+) -> LoadedConfig:
+    """Validate config given as text (the embedded demo, tests)."""
+    return _load([(source, text)], env if env is not None else os.environ, variables or {}, [])
+
+
+def _load(
+    sources: list[tuple[str, str]],
+    env: Mapping[str, str],
+    variables: Mapping[str, str],
+    problems: list[Problem],
+) -> LoadedConfig:
+    journeys: list[JourneySpec] = []
+    secrets: set[str] = set()
+    first_seen: dict[str, str] = {}
+    for name, text in sources:
+        doc = read_yaml(text, env, variables)
+        secrets |= doc.secrets
+        masker = Masker(doc.secrets)
+        problems.extend(Problem(name, p.line, masker.mask(p.message)) for p in doc.problems)
+        if doc.problems:
+            continue
+        parsed = _validate(name, doc, masker, problems)
+        if parsed is None:
+            continue
+        for index, journey in enumerate(parsed.journeys):
+            line = doc.line_of(("journeys", index, "name"))
+            where = f"{name}:{line}"
+            if journey.name in first_seen:
+                problems.append(
+                    Problem(
+                        name,
+                        line,
+                        f"journey name is already used at {first_seen[journey.name]}",
+                        journey.name,
+                    )
+                )
+                continue
+            first_seen[journey.name] = where
+            spec = _resolve(parsed, journey, where)
+            problems.extend(_check_devices(name, doc, index, spec))
+            journeys.append(spec)
+    if problems:
+        raise ConfigError(problems)
+    return LoadedConfig(tuple(journeys), Masker(secrets), tuple(name for name, _ in sources))
+
+
+def _validate(
+    name: str, doc: YamlDocument, masker: Masker, problems: list[Problem]
+) -> ConfigFile | None:
+    if not isinstance(doc.data, dict):
+        problems.append(Problem(name, 1, "expected a mapping with a 'journeys' list at the top"))
+        return None
+    try:
+        return ConfigFile.model_validate(doc.data)
+    except ValidationError as exc:
+        for error in exc.errors():
+            loc = tuple(error["loc"])
+            problems.append(
+                Problem(
+                    name,
+                    doc.line_of(loc),
+                    masker.mask(_message(error, loc)),
+                    _journey_name(doc.data, loc),
+                    _format_loc(loc),
+                )
+            )
+        return None
+
+
+def _resolve(parsed: ConfigFile, journey: Journey, where: str) -> JourneySpec:
+    defaults = parsed.defaults
+
+    def pick(own: Any, default: Any) -> Any:
+        return default if own is None else own
+
+    return JourneySpec(
+        name=journey.name,
+        kind=journey.kind,
+        base_url=pick(journey.base_url, defaults.base_url),
+        interval=pick(journey.interval, defaults.interval),
+        timeout=pick(journey.timeout, defaults.timeout),
+        step_timeout=pick(journey.step_timeout, defaults.step_timeout),
+        devices=tuple(pick(journey.devices, defaults.devices)),
+        retries=pick(journey.retries, defaults.retries),
+        fail_on_js_error=pick(journey.fail_on_js_error, defaults.fail_on_js_error),
+        budgets=merged_budgets(defaults.budgets, journey.budgets),
+        steps=tuple(journey.steps),
+        source=where,
+    )
+
+
+def _check_devices(name: str, doc: YamlDocument, index: int, spec: JourneySpec) -> list[Problem]:
+    known = known_device_names()
+    problems = []
+    for device in spec.devices:
+        if device not in known:
+            hint = difflib.get_close_matches(device, known, n=1)
+            problems.append(
+                Problem(
+                    name,
+                    doc.line_of(("journeys", index, "devices")),
+                    f"unknown device '{device}'"
+                    + (f"; did you mean '{hint[0]}'?" if hint else "")
+                    + " (expected desktop, mobile or a Playwright device name such as 'iPhone 13')",
+                    spec.name,
+                    "devices",
+                )
+            )
+    return problems
+
+
+def _journey_name(data: Any, loc: Path) -> str | None:
+    if len(loc) >= 2 and loc[0] == "journeys" and isinstance(loc[1], int):
+        try:
+            name = data["journeys"][loc[1]].get("name")
+        except (AttributeError, IndexError, KeyError, TypeError):
+            return None
+        return name if isinstance(name, str) else None
+    return None
+
+
+def _format_loc(loc: Path) -> str:
+    """``journeys.0.steps.2.timeout`` as ``steps[2].timeout`` (the journey is named separately)."""
+    parts = loc[2:] if len(loc) >= 2 and loc[0] == "journeys" else loc
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _message(error: Mapping[str, Any], loc: Path) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        key = str(loc[-1])
+        allowed = _allowed_keys(loc[:-1])
+        hint = difflib.get_close_matches(key, allowed, n=1)
+        suggestion = f"did you mean '{hint[0]}'? " if hint else ""
+        return f"unknown key '{key}'; {suggestion}expected one of: {', '.join(allowed)}"
+    if kind == "missing":
+        return f"missing required key '{loc[-1]}'"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if kind == "value_error":
+        return message
+    if kind == "too_short" and error.get("input") == []:
+        return "must not be empty: expected at least one entry"
+    return f"{message[0].lower()}{message[1:]}, got {error.get('input')!r:.80}"
+
+
+def _allowed_keys(loc: Path) -> list[str]:
+    """Keys accepted at a path, found by walking the models' field annotations."""
+    model: type[BaseModel] | None = ConfigFile
+    for part in loc:
+        if model is None:
+            return []
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part)
+        model = _model_in(field.annotation) if field else None
+    return list(model.model_fields) if model else []
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType, list, typing.Annotated):
+        for arg in typing.get_args(annotation):
+            found = _model_in(arg)
+            if found is not None:
+                return found
+    return None

@@ -1,0 +1,273 @@
+"""The shape of a probe configuration file, checked by pydantic at load.
+
+Every model forbids unknown keys: a typo such as ``clikc:`` must be an
+error, not a step that silently does nothing. Regexes and locators are
+compiled or checked here so that nothing about the config fails at run time.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from probes.config.durations import parse_duration
+from probes.kinds import KIND_NAMES
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+Name = Annotated[
+    str,
+    Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9 _.:/-]{0,79}$",
+        description="letters, digits, space and _ . : / -, at most 80 characters",
+    ),
+]
+
+
+def _compile_pattern(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected a regular expression as text, got {value!r}")
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"invalid regular expression {value!r}: {exc}") from None
+    return value
+
+
+Pattern = Annotated[str, BeforeValidator(_compile_pattern)]
+
+
+class Strict(BaseModel):
+    """Base of every config model: unknown keys are errors; values are frozen after load."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+LOCATOR_KINDS = ("role", "label", "placeholder", "text", "test_id", "css")
+
+
+class Locator(Strict):
+    """How to find an element, the way Playwright recommends (role first, CSS last)."""
+
+    role: str | None = None
+    name: str | None = None
+    exact: bool = False
+    label: str | None = None
+    placeholder: str | None = None
+    text: str | None = None
+    test_id: str | None = None
+    css: str | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Locator:
+        given = [kind for kind in LOCATOR_KINDS if getattr(self, kind) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                f"a locator needs exactly one of {', '.join(LOCATOR_KINDS)}; got "
+                f"{', '.join(given) or 'none'} (example: {{role: button, name: Add to cart}})"
+            )
+        if self.name is not None and self.role is None:
+            raise ValueError("'name' only goes with 'role' (example: {role: link, name: Shoes})")
+        return self
+
+    def describe(self) -> str:
+        """Short form for error messages: ``role=button[name="Add to cart"]``."""
+        if self.role is not None:
+            return f'role={self.role}[name="{self.name}"]' if self.name else f"role={self.role}"
+        kind = next(k for k in LOCATOR_KINDS if getattr(self, k) is not None)
+        return f'{kind}="{getattr(self, kind)}"'
+
+
+class Expectation(Strict):
+    """One thing the user must see after a step; exactly one key."""
+
+    text: str | None = None
+    visible: Locator | None = None
+    hidden: Locator | None = None
+    url: Pattern | None = None
+    title: Pattern | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Expectation:
+        given = [k for k in ("text", "visible", "hidden", "url", "title") if getattr(self, k)]
+        if len(given) != 1:
+            raise ValueError(
+                "an expectation needs exactly one of text, visible, hidden, url, title; got "
+                f"{', '.join(given) or 'none'} (example: - text: Thank you for your order)"
+            )
+        return self
+
+
+class Threshold(Strict):
+    """A budget on one measure: over ``warn`` is degraded, over ``fail`` is failed."""
+
+    warn: float | None = None
+    fail: float | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Threshold:
+        if self.warn is None and self.fail is None:
+            raise ValueError("a budget needs warn, fail or both (example: {warn: 2s, fail: 5s})")
+        if self.warn is not None and self.fail is not None and self.warn > self.fail:
+            raise ValueError(f"warn ({self.warn}) must not exceed fail ({self.fail})")
+        return self
+
+
+class DurationThreshold(Threshold):
+    """A budget whose levels are durations."""
+
+    warn: Duration | None = None
+    fail: Duration | None = None
+
+
+class CountThreshold(Threshold):
+    """A budget whose levels are counts (clicks, requests, bytes)."""
+
+    warn: Annotated[int, Field(ge=0)] | None = None
+    fail: Annotated[int, Field(ge=0)] | None = None
+
+
+class StepBudgets(Strict):
+    """Budgets checked on one step and the pages it loaded."""
+
+    duration: DurationThreshold | None = None
+    page_load: DurationThreshold | None = None
+    ttfb: DurationThreshold | None = None
+    fcp: DurationThreshold | None = None
+    lcp: DurationThreshold | None = None
+    inp: DurationThreshold | None = None
+    cls: Threshold | None = None
+    transfer_bytes: CountThreshold | None = None
+    requests: CountThreshold | None = None
+
+
+class JourneyBudgets(StepBudgets):
+    """Step budgets applied to every step, plus whole-journey ones."""
+
+    journey_duration: DurationThreshold | None = None
+    clicks: CountThreshold | None = None
+
+
+ACTIONS = ("goto", "click", "fill", "select", "press", "hover", "wait_for")
+ACTION_EXTRAS: dict[str, tuple[str, ...]] = {
+    "fill": ("value",),
+    "select": ("option",),
+    "press": ("on",),
+    "wait_for": ("state",),
+}
+
+
+class Step(Strict):
+    """One user action, then what the user must see."""
+
+    name: Name
+    goto: str | None = None
+    click: Locator | None = None
+    fill: Locator | None = None
+    select: Locator | None = None
+    press: str | None = None
+    hover: Locator | None = None
+    wait_for: Locator | None = None
+    value: str | None = None
+    option: str | None = None
+    on: Locator | None = None
+    state: Literal["visible", "hidden", "attached", "detached"] | None = None
+    timeout: Duration | None = None
+    expect: list[Expectation] = Field(default_factory=list)
+    budgets: StepBudgets | None = None
+
+    @model_validator(mode="after")
+    def _one_action(self) -> Step:
+        given = [a for a in ACTIONS if getattr(self, a) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                f"a step needs exactly one action of {', '.join(ACTIONS)}; got "
+                f"{', '.join(given) or 'none'} (example: click: {{role: button, name: Buy}})"
+            )
+        action = given[0]
+        for extras_action, extras in ACTION_EXTRAS.items():
+            for extra in extras:
+                if getattr(self, extra) is not None and action != extras_action:
+                    raise ValueError(f"'{extra}' only goes with '{extras_action}', not '{action}'")
+        if action == "fill" and self.value is None:
+            raise ValueError("'fill' needs a 'value' (example: value: ${SHOP_PASSWORD})")
+        if action == "select" and self.option is None:
+            raise ValueError("'select' needs an 'option' (its value or visible label)")
+        return self
+
+    @property
+    def action(self) -> str:
+        """Which of the actions this step performs."""
+        return next(a for a in ACTIONS if getattr(self, a) is not None)
+
+
+class Journey(Strict):
+    """A named list of steps; unset settings come from the file's defaults."""
+
+    name: Name
+    kind: str = "browser"
+    description: str | None = None
+    base_url: str | None = None
+    interval: Duration | None = None
+    timeout: Duration | None = None
+    step_timeout: Duration | None = None
+    devices: list[str] | None = None
+    retries: Annotated[int, Field(ge=0, le=5)] | None = None
+    fail_on_js_error: bool | None = None
+    budgets: JourneyBudgets | None = None
+    steps: Annotated[list[Step], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _known_kind_unique_steps(self) -> Journey:
+        if self.kind not in KIND_NAMES:
+            raise ValueError(f"unknown kind '{self.kind}'; expected one of {', '.join(KIND_NAMES)}")
+        seen: set[str] = set()
+        for step in self.steps:
+            if step.name in seen:
+                raise ValueError(f"two steps are named '{step.name}'; step names must be unique")
+            seen.add(step.name)
+        return self
+
+
+class Defaults(Strict):
+    """Settings every journey of the file inherits unless it sets its own."""
+
+    interval: Duration = 60.0
+    timeout: Duration = 60.0
+    step_timeout: Duration = 10.0
+    devices: list[str] = Field(default_factory=lambda: ["desktop", "mobile"])
+    retries: Annotated[int, Field(ge=0, le=5)] = 1
+    fail_on_js_error: bool = True
+    base_url: str | None = None
+    budgets: JourneyBudgets | None = None
+
+
+class ConfigFile(Strict):
+    """One YAML file: optional defaults and a list of journeys."""
+
+    defaults: Defaults = Field(default_factory=Defaults)
+    journeys: Annotated[list[Journey], Field(min_length=1)]
+
+
+def field_names(model: type[BaseModel]) -> list[str]:
+    """Keys a model accepts, for 'did you mean' hints."""
+    return list(model.model_fields)
+
+
+# The three rules from the field: a page loads in 3 s, a sale takes at most 3 clicks.
+# Both are warn levels by default: slow is not broken, and alerts must tell them apart.
+BUILTIN_BUDGETS = JourneyBudgets(
+    page_load=DurationThreshold(warn="3s"),
+    clicks=CountThreshold(warn=3),
+)
+
+
+def merged_budgets(*layers: JourneyBudgets | None) -> JourneyBudgets:
+    """Budgets per measure from the last layer that sets it (built-in, file, journey)."""
+    merged = BUILTIN_BUDGETS
+    for layer in layers:
+        if layer is not None:
+            update = {k: v for k, v in layer if v is not None}
+            merged = merged.model_copy(update=update)
+    return merged

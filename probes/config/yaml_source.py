@@ -1,0 +1,132 @@
+"""YAML reading that keeps each value's line and resolves ``${VAR}`` from the environment.
+
+pydantic reports errors by path (``journeys.0.steps.2.timeout``); ops need a
+line number. So the tree is composed by hand and every path remembers where
+it came from. Environment values are substituted here, once, and remembered
+as secrets so that they can be masked wherever they would be shown.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+Path = tuple[str | int, ...]
+
+_VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+@dataclass(frozen=True)
+class SourceProblem:
+    """A problem found while reading, before any schema check."""
+
+    line: int
+    message: str
+    path: Path = ()
+
+
+@dataclass
+class YamlDocument:
+    """A parsed file: plain data, the line of every path, and the secrets it pulled in."""
+
+    data: Any
+    lines: dict[Path, int] = field(default_factory=dict)
+    secrets: set[str] = field(default_factory=set)
+    problems: list[SourceProblem] = field(default_factory=list)
+
+    def line_of(self, path: Path) -> int:
+        """Line of the nearest enclosing value that has one (missing keys point at their parent)."""
+        for end in range(len(path), -1, -1):
+            line = self.lines.get(path[:end])
+            if line is not None:
+                return line
+        return 1
+
+
+def read_yaml(text: str, env: Mapping[str, str], variables: Mapping[str, str]) -> YamlDocument:
+    """Parse one YAML document; syntax errors become problems rather than exceptions."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else 1
+        return YamlDocument(None, problems=[SourceProblem(line, f"invalid YAML: {exc.problem}")])
+    finally:
+        loader.dispose()
+    doc = YamlDocument(None)
+    if node is not None:
+        doc.data = _Builder(loader, doc, env, variables).build(node, ())
+    return doc
+
+
+class _Builder:
+    """Turns composed YAML nodes into plain data, recording lines and secrets."""
+
+    def __init__(
+        self,
+        loader: yaml.SafeLoader,
+        doc: YamlDocument,
+        env: Mapping[str, str],
+        variables: Mapping[str, str],
+    ) -> None:
+        self._loader = loader
+        self._doc = doc
+        self._env = env
+        self._variables = variables
+
+    def build(self, node: yaml.Node, path: Path) -> Any:
+        self._doc.lines[path] = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            return self._mapping(node, path)
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
+        value = self._loader.construct_object(node)
+        if isinstance(value, str):
+            return self._substitute(value, node.start_mark.line + 1, path)
+        return value
+
+    def _mapping(self, node: yaml.MappingNode, path: Path) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            key = self._loader.construct_object(key_node)
+            line = key_node.start_mark.line + 1
+            if not isinstance(key, str):
+                self._doc.problems.append(SourceProblem(line, f"keys must be text, got {key!r}"))
+                continue
+            if key in result:
+                self._doc.problems.append(
+                    SourceProblem(line, f"duplicate key '{key}'", (*path, key))
+                )
+                continue
+            result[key] = self.build(value_node, (*path, key))
+            self._doc.lines[(*path, key)] = line
+        return result
+
+    def _substitute(self, text: str, line: int, path: Path) -> str:
+        def replace(match: re.Match[str]) -> str:
+            if match.group(0) == "$$":
+                return "$"
+            name, default = match.group(1), match.group(2)
+            if name in self._variables:
+                return self._variables[name]
+            if name in self._env:
+                self._doc.secrets.add(self._env[name])
+                return self._env[name]
+            if default is not None:
+                return default
+            self._doc.problems.append(
+                SourceProblem(
+                    line,
+                    f"environment variable {name} is not set "
+                    f"(set it, or give a default: ${{{name}:-value}})",
+                    path,
+                )
+            )
+            return ""
+
+        return _VAR.sub(replace, text)

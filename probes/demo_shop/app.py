@@ -1,0 +1,254 @@
+"""The demo shop: home, product, cart, order confirmation; a sale in exactly three clicks.
+
+Click 1: the product link on the home page. Click 2: "Add to cart" on the
+product page. Click 3: "Place order" on the cart page, which lands on the
+confirmation. The hero image is the home page's largest contentful paint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import json
+import secrets
+from pathlib import Path
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from probes.demo_shop.faults import Faults, FaultSwitches
+
+STATIC = Path(__file__).parent / "static"
+FAULTS = web.AppKey("faults", FaultSwitches)
+ORDERS = web.AppKey("orders", dict)
+
+PRODUCTS = {
+    "trail-runner": ("Trail Runner shoes", 89.0, "Light trail shoes with a grippy sole."),
+    "city-jacket": ("City rain jacket", 129.0, "Packs into its own pocket."),
+    "day-pack": ("Day pack 20 L", 59.0, "Fits a laptop and lunch."),
+}
+PAGE_NAMES = ("home", "product", "cart", "order")
+
+
+def create_app(faults: Faults | None = None) -> web.Application:
+    """Build the shop; tests and ``parcours demo-shop`` both start it through here."""
+    app = web.Application(middlewares=[_page_faults])
+    app[FAULTS] = FaultSwitches(faults)
+    app[ORDERS] = {}
+    app.router.add_get("/", home, name="home")
+    app.router.add_get("/product/{slug}", product, name="product")
+    app.router.add_get("/cart", cart, name="cart")
+    app.router.add_post("/cart/add", cart_add)
+    app.router.add_post("/checkout", checkout)
+    app.router.add_get("/order/{order_id}", order, name="order")
+    app.router.add_get("/static/hero.svg", hero_image)
+    app.router.add_get("/static/banner.svg", banner_image)
+    app.router.add_static("/static", STATIC)
+    app.router.add_get("/__faults", get_faults)
+    app.router.add_post("/__faults", set_faults)
+    app.router.add_delete("/__faults", clear_faults)
+    app.router.add_get("/healthz", healthz)
+    return app
+
+
+def current_faults(request: web.Request) -> Faults:
+    """The app's switches, overridden by query flags on this one request."""
+    faults = request.app[FAULTS].current
+    flags = {k: v for k, v in request.query.items() if k in Faults.__dataclass_fields__}
+    return faults.merged(flags) if flags else faults
+
+
+@web.middleware
+async def _page_faults(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Server delay and hangs apply to HTML pages, as they would on a slow backend."""
+    route = request.match_info.route.name
+    if route in PAGE_NAMES and request.method == "GET":
+        try:
+            faults = current_faults(request)
+        except ValueError as exc:
+            raise web.HTTPBadRequest(text=str(exc)) from None
+        if faults.hang == route:
+            await asyncio.Event().wait()  # until the client gives up and aiohttp cancels us
+        if faults.delay_ms:
+            await asyncio.sleep(faults.delay_ms / 1000)
+    response: web.StreamResponse = await handler(request)
+    return response
+
+
+async def healthz(_: web.Request) -> web.Response:
+    """Liveness for whoever started the shop."""
+    return web.Response(text="ok")
+
+
+def _page(title: str, body: str, script: str = "", head: str = "") -> web.Response:
+    document = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{html.escape(title)} · Parcours demo shop</title>
+<link rel="icon" href="/static/favicon.svg" type="image/svg+xml">
+<link rel="stylesheet" href="/static/shop.css">{head}
+</head><body>
+<header class="top"><a href="/" class="brand">Parcours demo shop</a>
+<a href="/cart" class="cart-link" data-testid="cart-link">Cart</a></header>
+<main>{body}</main>
+<footer>A demo site bundled with Parcours, for synthetic monitoring.</footer>
+<script src="/static/shop.js" defer></script>{script}
+</body></html>"""
+    return web.Response(text=document, content_type="text/html")
+
+
+async def home(request: web.Request) -> web.Response:
+    """Landing page: hero image (the LCP element) and the product grid."""
+    faults = current_faults(request)
+    banner = (
+        # No width/height: when it arrives it pushes everything down (a classic CLS bug).
+        '<img src="/static/banner.svg" alt="Free shipping this week" class="banner">'
+        if faults.layout_shift
+        else ""
+    )
+    cards = "".join(
+        f'<li class="card"><a href="/product/{slug}">{html.escape(name)}</a>'
+        f"<span class=price>{price:.2f} €</span></li>"
+        for slug, (name, price, _) in PRODUCTS.items()
+    )
+    hero_query = f"?delay_ms={faults.lcp_delay_ms}" if faults.lcp_delay_ms else ""
+    body = f"""{banner}
+<section class="hero"><img src="/static/hero.svg{hero_query}" alt="Autumn collection"
+ width="1200" height="600" fetchpriority="high" class="hero-img">
+<h1>Autumn collection</h1></section>
+<h2>Popular right now</h2><ul class="grid">{cards}</ul>"""
+    return _page("Home", body)
+
+
+async def product(request: web.Request) -> web.Response:
+    """Product page with the add-to-cart form (a plain POST, enhanced by JS)."""
+    slug = request.match_info["slug"]
+    if slug not in PRODUCTS:
+        raise web.HTTPNotFound(text="no such product")
+    name, price, blurb = PRODUCTS[slug]
+    faults = current_faults(request)
+    button = (
+        ""
+        if faults.hide_add_to_cart
+        else '<button type="submit" class="buy" data-testid="add-to-cart">Add to cart</button>'
+    )
+    script = (
+        "<script>window.addEventListener('load', () => "
+        "{ throw new Error('demo fault: price widget crashed'); });</script>"
+        if faults.js_error
+        else ""
+    )
+    body = f"""<article class="product"><img src="/static/product.svg" alt="{html.escape(name)}"
+ width="480" height="360"><div><h1>{html.escape(name)}</h1><p>{html.escape(blurb)}</p>
+<p class="price" data-testid="price">{price:.2f} €</p>
+<form method="post" action="/cart/add"><input type="hidden" name="slug" value="{slug}">
+<label>Size <select name="size"><option>40</option><option selected>42</option>
+<option>44</option></select></label>{button}</form></div></article>"""
+    return _page(name, body, script)
+
+
+def _cart_items(request: web.Request) -> list[str]:
+    try:
+        items = json.loads(request.cookies.get("cart", "[]"))
+    except ValueError:
+        return []
+    return [i for i in items if isinstance(i, str) and i in PRODUCTS]
+
+
+async def cart_add(request: web.Request) -> web.Response:
+    """Add a product and go to the cart (Post/Redirect/Get)."""
+    form = await request.post()
+    slug = str(form.get("slug", ""))
+    if slug not in PRODUCTS:
+        raise web.HTTPBadRequest(text="unknown product")
+    response = web.HTTPSeeOther("/cart")
+    response.set_cookie("cart", json.dumps([*_cart_items(request), slug]), httponly=True)
+    raise response
+
+
+async def cart(request: web.Request) -> web.Response:
+    """Cart with a voucher field and the order button."""
+    items = _cart_items(request)
+    if not items:
+        return _page("Cart", '<h1>Your cart is empty</h1><p><a href="/">Back to the shop</a></p>')
+    rows = "".join(
+        f"<li>{html.escape(PRODUCTS[s][0])} <span>{PRODUCTS[s][1]:.2f} €</span></li>" for s in items
+    )
+    total = sum(PRODUCTS[s][1] for s in items)
+    count = f"{len(items)} item" + ("s" if len(items) > 1 else "")
+    body = f"""<h1>Your cart</h1><p data-testid="cart-count">{count} in your cart</p>
+<ul class="lines">{rows}</ul><p class="total">Total {total:.2f} €</p>
+<form method="post" action="/checkout">
+<label>Voucher code <input name="voucher" autocomplete="off"></label>
+<label>E-mail <input name="email" type="email" placeholder="you@example.com"></label>
+<button type="submit" class="buy">Place order</button></form>"""
+    return _page("Cart", body)
+
+
+async def checkout(request: web.Request) -> web.Response:
+    """Place the order; the ``checkout_500`` fault makes the payment backend fail."""
+    if current_faults(request).checkout_500:
+        return web.Response(
+            status=500, text="payment service unavailable", content_type="text/html"
+        )
+    items = _cart_items(request)
+    if not items:
+        raise web.HTTPSeeOther("/cart")
+    form = await request.post()
+    order_id = secrets.token_hex(6)
+    orders = request.app[ORDERS]
+    orders[order_id] = {"items": items, "voucher": bool(form.get("voucher"))}
+    while len(orders) > 1000:  # bounded: the demo runs for days under a scheduler
+        orders.pop(next(iter(orders)))
+    response = web.HTTPSeeOther(f"/order/{order_id}")
+    response.del_cookie("cart")
+    raise response
+
+
+async def order(request: web.Request) -> web.Response:
+    """Order confirmation: the end of the sale."""
+    placed = request.app[ORDERS].get(request.match_info["order_id"])
+    if placed is None:
+        raise web.HTTPNotFound(text="no such order")
+    voucher = "<p>Your voucher was applied.</p>" if placed["voucher"] else ""
+    body = f"""<h1>Thank you for your order</h1>
+<p data-testid="order-id">Order {html.escape(request.match_info["order_id"])}</p>{voucher}"""
+    return _page("Order confirmed", body)
+
+
+async def hero_image(request: web.Request) -> web.StreamResponse:
+    """The LCP image; ``lcp_delay_ms`` holds it back to prove LCP measurement."""
+    delay = current_faults(request).lcp_delay_ms
+    if delay:
+        await asyncio.sleep(delay / 1000)
+    return web.FileResponse(STATIC / "hero-image.svg", headers={"Cache-Control": "no-store"})
+
+
+async def banner_image(_: web.Request) -> web.StreamResponse:
+    """The late banner of the layout-shift fault: arrives after the page has painted."""
+    await asyncio.sleep(0.15)
+    return web.FileResponse(STATIC / "banner-image.svg", headers={"Cache-Control": "no-store"})
+
+
+async def get_faults(request: web.Request) -> web.Response:
+    """The switches now in force."""
+    return web.json_response(request.app[FAULTS].current.as_dict())
+
+
+async def set_faults(request: web.Request) -> web.Response:
+    """Merge the JSON body into the switches; a bad switch is a 400 that says why."""
+    try:
+        changes = await request.json()
+        if not isinstance(changes, dict):
+            raise ValueError("expected a JSON object of fault switches")
+        switches = request.app[FAULTS]
+        switches.current = switches.current.merged(changes)
+    except ValueError as exc:
+        raise web.HTTPBadRequest(text=str(exc)) from None
+    return web.json_response(request.app[FAULTS].current.as_dict())
+
+
+async def clear_faults(request: web.Request) -> web.Response:
+    """Everything back to healthy."""
+    request.app[FAULTS].current = Faults()
+    return web.json_response(request.app[FAULTS].current.as_dict())

@@ -1,0 +1,117 @@
+"""The readable table `parcours test` prints: one block per run, one line per step."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from probes.config.durations import format_duration
+from probes.result import PageResult, RunResult, Status, StepResult
+
+COLOURS = {"green": "32", "red": "31", "yellow": "33", "dim": "2", "bold": "1"}
+STATUS_STYLE = {
+    Status.PASSED: ("✓", "green"),
+    Status.DEGRADED: ("!", "yellow"),
+    Status.FAILED: ("✗", "red"),
+    Status.SKIPPED: ("·", "dim"),
+}
+
+
+class Styler:
+    """ANSI colour on a terminal, plain text elsewhere."""
+
+    def __init__(self, colour: bool) -> None:
+        self.colour = colour
+
+    def __call__(self, text: str, style: str) -> str:
+        return f"\033[{COLOURS[style]}m{text}\033[0m" if self.colour else text
+
+
+def render(results: Iterable[RunResult], colour: bool = False) -> str:
+    """All runs, then a summary line."""
+    style = Styler(colour)
+    runs = list(results)
+    blocks = [_run_block(run, style) for run in runs]
+    counts = {status: sum(1 for r in runs if r.status is status) for status in Status}
+    summary = (
+        f"{counts[Status.PASSED]} passed, {counts[Status.DEGRADED]} degraded, "
+        f"{counts[Status.FAILED]} failed"
+    )
+    return "\n\n".join([*blocks, style(summary, "bold")]) + "\n"
+
+
+def _run_block(run: RunResult, style: Styler) -> str:
+    symbol, colour = STATUS_STYLE[run.status]
+    header = (
+        f"{style(symbol, colour)} {style(run.journey, 'bold')} · {run.device} · "
+        f"{style(run.status.value.upper(), colour)} in {format_duration(run.duration_seconds)}"
+        f" · clicks {run.clicks}/{run.click_budget}"
+    )
+    lines = [header]
+    width = max(len(step.name) for step in run.steps)
+    for step in run.steps:
+        lines.append(_step_line(step, width, style))
+        lines.extend(f"      {_page_line(page)}" for page in run.pages if page.step == step.name)
+        lines.extend(
+            f"      {style('budget', 'yellow' if b.level == 'warn' else 'red')} {b.measure} "
+            f"{_value(b.measure, b.value)} > {b.level} {_value(b.measure, b.limit)}"
+            for b in run.budgets
+            if b.step == step.name
+        )
+    lines.extend(
+        f"  {style('budget', 'yellow' if b.level == 'warn' else 'red')} {b.measure} "
+        f"{_value(b.measure, b.value)} > {b.level} {_value(b.measure, b.limit)}"
+        for b in run.budgets
+        if b.step is None
+    )
+    if run.error_message and run.status is not Status.FAILED:
+        lines.append(f"  {run.error_message}")
+    return "\n".join(lines)
+
+
+def _step_line(step: StepResult, width: int, style: Styler) -> str:
+    symbol, colour = STATUS_STYLE[step.status]
+    duration = (
+        "skipped" if step.status is Status.SKIPPED else format_duration(step.duration_seconds)
+    )
+    line = f"  {style(symbol, colour)} {step.name:<{width}}  {duration:>7}"
+    if step.interaction_seconds is not None:
+        line += f"  INP {format_duration(step.interaction_seconds)}"
+    if step.error_type is not None:
+        line += f"  {style(step.error_type.value, 'red')}: {step.error_message}"
+    return line
+
+
+def _page_line(page: PageResult) -> str:
+    parts = [page.url]
+    for label, name in (
+        ("TTFB", "ttfb_seconds"),
+        ("FCP", "fcp_seconds"),
+        ("LCP", "lcp_seconds"),
+        ("load", "load_seconds"),
+    ):
+        value = getattr(page, name)
+        if value is not None:
+            parts.append(f"{label} {format_duration(value)}" + _rating(page, name))
+    if page.cls is not None:
+        parts.append(f"CLS {page.cls:.3f}" + _rating(page, "cls"))
+    if page.transfer_bytes is not None:
+        parts.append(f"{page.transfer_bytes / 1024:.1f} KiB")
+    parts.append(f"{page.requests} req")
+    if page.failed_requests:
+        parts.append(f"{len(page.failed_requests)} failed")
+    if page.js_exceptions:
+        parts.append(f"{len(page.js_exceptions)} JS exceptions")
+    return " · ".join(parts)
+
+
+def _rating(page: PageResult, name: str) -> str:
+    rating = page.ratings.get(name)
+    return f" ({rating})" if rating else ""
+
+
+def _value(measure: str, value: float) -> str:
+    if measure in ("clicks", "requests", "transfer_bytes"):
+        return str(int(value))
+    if measure == "cls":
+        return f"{value:.3f}"
+    return format_duration(value)

@@ -1,0 +1,367 @@
+"""The result contract between agent and collector.
+
+This module is a leaf: standard library only, no import from the rest of
+Parcours. The collector imports it (and nothing else of the agent), so a
+change here is a protocol change: bump ``SCHEMA_VERSION`` when a field
+changes meaning or disappears; adding an optional field does not need it.
+
+Units are SI base units (seconds, bytes); a measure that could not be taken
+is ``None`` with a reason in the owning object's ``missing`` map, never a
+made-up zero.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+SCHEMA_VERSION = 1
+
+_E = TypeVar("_E", bound=enum.StrEnum)
+_T = TypeVar("_T")
+
+
+class ErrorType(enum.StrEnum):
+    """Why a step or run failed; a bounded set, safe as a metric label."""
+
+    TIMEOUT = "timeout"
+    ELEMENT_NOT_FOUND = "element_not_found"
+    ASSERTION_FAILED = "assertion_failed"
+    HTTP_ERROR = "http_error"
+    NAVIGATION_ERROR = "navigation_error"
+    JS_ERROR = "js_error"
+    BROWSER_ERROR = "browser_error"
+    BUDGET_EXCEEDED = "budget_exceeded"
+    CONFIG_ERROR = "config_error"
+
+
+class Status(enum.StrEnum):
+    """Outcome of a run or step: degraded means slow (a warn budget), not broken."""
+
+    PASSED = "passed"
+    DEGRADED = "degraded"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+class Rating(enum.StrEnum):
+    """Google's Web Vitals rating buckets."""
+
+    GOOD = "good"
+    NEEDS_IMPROVEMENT = "needs-improvement"
+    POOR = "poor"
+
+
+# Google's thresholds (web.dev/articles/vitals): (good up to, poor above).
+VITAL_THRESHOLDS: dict[str, tuple[float, float]] = {
+    "ttfb_seconds": (0.8, 1.8),
+    "fcp_seconds": (1.8, 3.0),
+    "lcp_seconds": (2.5, 4.0),
+    "cls": (0.1, 0.25),
+    "inp_seconds": (0.2, 0.5),
+}
+
+
+def rate(vital: str, value: float | None) -> Rating | None:
+    """Rate a Web Vital the way Google does; None when it was not measured."""
+    if value is None:
+        return None
+    good, poor = VITAL_THRESHOLDS[vital]
+    if value <= good:
+        return Rating.GOOD
+    if value <= poor:
+        return Rating.NEEDS_IMPROVEMENT
+    return Rating.POOR
+
+
+@dataclass(frozen=True)
+class FailedRequest:
+    """A request that got HTTP >= 400 or never got a response."""
+
+    url: str
+    method: str
+    status: int | None
+    error: str | None
+    resource_type: str
+
+
+@dataclass(frozen=True)
+class PageResult:
+    """Measures of one document load (one navigation of the main frame)."""
+
+    step: str
+    url: str
+    ttfb_seconds: float | None = None
+    fcp_seconds: float | None = None
+    lcp_seconds: float | None = None
+    cls: float | None = None
+    inp_seconds: float | None = None
+    dom_content_loaded_seconds: float | None = None
+    load_seconds: float | None = None
+    transfer_bytes: int | None = None
+    requests: int = 0
+    failed_requests: tuple[FailedRequest, ...] = ()
+    console_errors: tuple[str, ...] = ()
+    js_exceptions: tuple[str, ...] = ()
+    ratings: Mapping[str, str] = field(default_factory=dict)
+    missing: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BudgetCheck:
+    """One budget that was exceeded: which, where, its limit and the measure."""
+
+    measure: str
+    level: str
+    limit: float
+    value: float
+    step: str | None = None
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """One named step: what it did, how long, and why it failed if it did."""
+
+    name: str
+    action: str
+    status: Status
+    started_at: float
+    duration_seconds: float
+    error_type: ErrorType | None = None
+    error_message: str | None = None
+    interaction_seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """One run of one journey on one device at one location."""
+
+    run_id: str
+    journey: str
+    kind: str
+    device: str
+    location: str
+    agent: str
+    started_at: float
+    finished_at: float
+    status: Status
+    clicks: int
+    click_budget: int
+    steps: tuple[StepResult, ...]
+    pages: tuple[PageResult, ...] = ()
+    budgets: tuple[BudgetCheck, ...] = ()
+    error_type: ErrorType | None = None
+    error_message: str | None = None
+    failed_step: str | None = None
+    attempt: int = 1
+    conditions: Mapping[str, Any] = field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+
+    @property
+    def duration_seconds(self) -> float:
+        """Wall time of the whole run."""
+        return self.finished_at - self.started_at
+
+    @property
+    def success(self) -> bool:
+        """A degraded run still worked for the customer; only failed is down."""
+        return self.status is not Status.FAILED
+
+
+def to_dict(result: RunResult) -> dict[str, Any]:
+    """Serialise a result to JSON-ready plain data."""
+    data = dataclasses.asdict(result)
+    data["duration_seconds"] = result.duration_seconds
+    return data
+
+
+class ResultFormatError(ValueError):
+    """A result document that does not follow the contract; says where and why."""
+
+
+def from_dict(data: object) -> RunResult:
+    """Parse and validate a result document received over the wire."""
+    obj = _mapping(data, "$")
+    version = obj.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise ResultFormatError(f"$.schema_version: expected {SCHEMA_VERSION}, got {version!r}")
+    return RunResult(
+        run_id=_str(obj, "run_id", "$", max_len=128),
+        journey=_str(obj, "journey", "$"),
+        kind=_str(obj, "kind", "$"),
+        device=_str(obj, "device", "$"),
+        location=_str(obj, "location", "$"),
+        agent=_str(obj, "agent", "$"),
+        started_at=_num(obj, "started_at", "$"),
+        finished_at=_num(obj, "finished_at", "$"),
+        status=_enum(obj, "status", "$", Status),
+        clicks=_int(obj, "clicks", "$"),
+        click_budget=_int(obj, "click_budget", "$"),
+        steps=_list(obj, "steps", "$", _parse_step),
+        pages=_list(obj, "pages", "$", _parse_page),
+        budgets=_list(obj, "budgets", "$", _parse_budget),
+        error_type=_opt_enum(obj, "error_type", "$", ErrorType),
+        error_message=_opt_str(obj, "error_message", "$"),
+        failed_step=_opt_str(obj, "failed_step", "$"),
+        attempt=_int(obj, "attempt", "$"),
+        conditions=dict(_mapping(obj.get("conditions", {}), "$.conditions")),
+    )
+
+
+def _parse_step(data: object, where: str) -> StepResult:
+    obj = _mapping(data, where)
+    return StepResult(
+        name=_str(obj, "name", where),
+        action=_str(obj, "action", where),
+        status=_enum(obj, "status", where, Status),
+        started_at=_num(obj, "started_at", where),
+        duration_seconds=_num(obj, "duration_seconds", where),
+        error_type=_opt_enum(obj, "error_type", where, ErrorType),
+        error_message=_opt_str(obj, "error_message", where),
+        interaction_seconds=_opt_num(obj, "interaction_seconds", where),
+    )
+
+
+def _parse_page(data: object, where: str) -> PageResult:
+    obj = _mapping(data, where)
+    optional = {
+        name: _opt_num(obj, name, where)
+        for name in (
+            "ttfb_seconds",
+            "fcp_seconds",
+            "lcp_seconds",
+            "cls",
+            "inp_seconds",
+            "dom_content_loaded_seconds",
+            "load_seconds",
+        )
+    }
+    transfer = _opt_num(obj, "transfer_bytes", where)
+    return PageResult(
+        step=_str(obj, "step", where),
+        url=_str(obj, "url", where, max_len=4096),
+        transfer_bytes=None if transfer is None else int(transfer),
+        requests=_int(obj, "requests", where),
+        failed_requests=_list(obj, "failed_requests", where, _parse_failed_request),
+        console_errors=_list(obj, "console_errors", where, _plain_str),
+        js_exceptions=_list(obj, "js_exceptions", where, _plain_str),
+        ratings=_str_map(obj, "ratings", where),
+        missing=_str_map(obj, "missing", where),
+        **optional,
+    )
+
+
+def _parse_failed_request(data: object, where: str) -> FailedRequest:
+    obj = _mapping(data, where)
+    status = _opt_num(obj, "status", where)
+    return FailedRequest(
+        url=_str(obj, "url", where, max_len=4096),
+        method=_str(obj, "method", where),
+        status=None if status is None else int(status),
+        error=_opt_str(obj, "error", where),
+        resource_type=_str(obj, "resource_type", where),
+    )
+
+
+def _parse_budget(data: object, where: str) -> BudgetCheck:
+    obj = _mapping(data, where)
+    return BudgetCheck(
+        measure=_str(obj, "measure", where),
+        level=_str(obj, "level", where),
+        limit=_num(obj, "limit", where),
+        value=_num(obj, "value", where),
+        step=_opt_str(obj, "step", where),
+    )
+
+
+# --- small typed readers: each names the JSON path of what it rejects -------
+
+
+def _mapping(data: object, where: str) -> Mapping[str, Any]:
+    if not isinstance(data, Mapping):
+        raise ResultFormatError(f"{where}: expected an object, got {type(data).__name__}")
+    return data
+
+
+def _str(obj: Mapping[str, Any], key: str, where: str, max_len: int = 256) -> str:
+    value = obj.get(key)
+    if not isinstance(value, str) or not value:
+        raise ResultFormatError(f"{where}.{key}: expected a non-empty string, got {value!r:.60}")
+    if len(value) > max_len:
+        raise ResultFormatError(f"{where}.{key}: longer than {max_len} characters")
+    return value
+
+
+def _opt_str(obj: Mapping[str, Any], key: str, where: str) -> str | None:
+    value = obj.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ResultFormatError(f"{where}.{key}: expected a string or null")
+    return value
+
+
+def _plain_str(data: object, where: str) -> str:
+    if not isinstance(data, str):
+        raise ResultFormatError(f"{where}: expected a string")
+    return data
+
+
+def _num(obj: Mapping[str, Any], key: str, where: str) -> float:
+    value = _opt_num(obj, key, where)
+    if value is None:
+        raise ResultFormatError(f"{where}.{key}: expected a number, got null or nothing")
+    return value
+
+
+def _opt_num(obj: Mapping[str, Any], key: str, where: str) -> float | None:
+    value = obj.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ResultFormatError(f"{where}.{key}: expected a finite number, got {value!r:.60}")
+    if value < 0:
+        raise ResultFormatError(f"{where}.{key}: expected a number >= 0, got {value}")
+    return float(value)
+
+
+def _int(obj: Mapping[str, Any], key: str, where: str) -> int:
+    value = obj.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ResultFormatError(f"{where}.{key}: expected an integer >= 0, got {value!r:.60}")
+    return value
+
+
+def _enum(obj: Mapping[str, Any], key: str, where: str, kind: type[_E]) -> _E:
+    value = obj.get(key)
+    try:
+        return kind(str(value))
+    except ValueError:
+        allowed = ", ".join(member.value for member in kind)
+        raise ResultFormatError(
+            f"{where}.{key}: expected one of {allowed}, got {value!r:.60}"
+        ) from None
+
+
+def _opt_enum(obj: Mapping[str, Any], key: str, where: str, kind: type[_E]) -> _E | None:
+    return None if obj.get(key) is None else _enum(obj, key, where, kind)
+
+
+def _str_map(obj: Mapping[str, Any], key: str, where: str) -> dict[str, str]:
+    raw = _mapping(obj.get(key, {}), f"{where}.{key}")
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in raw.items()):
+        raise ResultFormatError(f"{where}.{key}: expected an object of strings")
+    return dict(raw)
+
+
+def _list(
+    obj: Mapping[str, Any], key: str, where: str, parse: Callable[[object, str], _T]
+) -> tuple[_T, ...]:
+    raw = obj.get(key, [])
+    if not isinstance(raw, list):
+        raise ResultFormatError(f"{where}.{key}: expected a list")
+    return tuple(parse(item, f"{where}.{key}[{index}]") for index, item in enumerate(raw))

@@ -1,0 +1,1 @@
+"""Runners: one module per check kind (see probes.kinds)."""

@@ -1,0 +1,83 @@
+"""Budget verdicts: which limits a run went over, and whether that means degraded or failed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from probes.config.model import JourneyBudgets, Step, StepBudgets, Threshold
+from probes.result import BudgetCheck, PageResult, StepResult
+
+# Budget name -> the PageResult field it limits.
+PAGE_MEASURES = {
+    "page_load": "load_seconds",
+    "ttfb": "ttfb_seconds",
+    "fcp": "fcp_seconds",
+    "lcp": "lcp_seconds",
+    "inp": "inp_seconds",
+    "cls": "cls",
+    "transfer_bytes": "transfer_bytes",
+    "requests": "requests",
+}
+
+
+def over(
+    measure: str, threshold: Threshold | None, value: float | None, step: str | None
+) -> BudgetCheck | None:
+    """The worst level a value exceeds, or None when within budget or unmeasured."""
+    if threshold is None or value is None:
+        return None
+    if threshold.fail is not None and value > threshold.fail:
+        return BudgetCheck(measure, "fail", threshold.fail, value, step)
+    if threshold.warn is not None and value > threshold.warn:
+        return BudgetCheck(measure, "warn", threshold.warn, value, step)
+    return None
+
+
+def check_budgets(
+    budgets: JourneyBudgets,
+    *,
+    steps: Sequence[Step],
+    step_results: Sequence[StepResult],
+    pages: Sequence[PageResult],
+    clicks: int,
+    duration: float,
+) -> list[BudgetCheck]:
+    """Every budget exceeded by this run, journey-wide and per step."""
+    own = {step.name: step.budgets for step in steps}
+    found = [
+        over("journey_duration", budgets.journey_duration, duration, None),
+        over("clicks", budgets.clicks, float(clicks), None),
+    ]
+    for result in step_results:
+        limits = _effective(budgets, own.get(result.name))
+        found.append(over("duration", limits.duration, result.duration_seconds, result.name))
+    for page in pages:
+        limits = _effective(budgets, own.get(page.step))
+        for name, attribute in PAGE_MEASURES.items():
+            value = getattr(page, attribute)
+            found.append(over(name, getattr(limits, name), value, page.step))
+    return [check for check in found if check is not None]
+
+
+def _effective(journey: JourneyBudgets, step: StepBudgets | None) -> StepBudgets:
+    if step is None:
+        return journey
+    update = {name: value for name, value in step if value is not None}
+    return journey.model_copy(update=update)
+
+
+def describe(checks: Iterable[BudgetCheck]) -> str:
+    """One line naming each exceeded budget with its limit and the measured value."""
+    return "; ".join(
+        f"{c.measure} {_fmt(c.measure, c.value)} over {c.level} budget {_fmt(c.measure, c.limit)}"
+        + (f" at step '{c.step}'" if c.step else "")
+        for c in checks
+    )
+
+
+def _fmt(measure: str, value: float) -> str:
+    if measure in ("clicks", "requests", "transfer_bytes"):
+        return str(int(value))
+    if measure == "cls":
+        return f"{value:.3f}"
+    return f"{value:.2f}s"

@@ -1,0 +1,294 @@
+"""The browser journey kind: run a journey's steps in a fresh context of the shared Chromium.
+
+A run never raises for something that happened to the site or the browser:
+it returns a RunResult that says what failed, where, and why. Steps after a
+failure are recorded as skipped; the context is closed in ``finally``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import structlog
+from playwright.async_api import BrowserContext, Error, Page
+
+from probes.browser import BrowserManager, BrowserUnavailableError
+from probes.config.model import Step
+from probes.config.spec import JourneySpec
+from probes.result import ErrorType, PageResult, RunResult, Status, StepResult, from_dict, to_dict
+from probes.runners.budgets import check_budgets, describe
+from probes.runners.failures import StepFailure, first_line
+from probes.runners.page_monitor import INIT_SCRIPT, PageMonitor
+from probes.runners.steps import Deadline, check, perform
+from probes.secrets import Masker
+
+log = structlog.get_logger(__name__)
+KIND = "browser"
+GRACE_SECONDS = 2.0
+INTERACTIVE = frozenset(
+    {"click", "fill", "select", "press", "hover"}
+)  # beyond a step's own timeout, before we stop waiting on Playwright
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """Where and as what a run happens: the labels every result carries."""
+
+    device: str
+    location: str = "local"
+    agent: str = "local"
+    attempt: int = 1
+    run_id: str = ""
+
+
+async def run(
+    spec: JourneySpec, browsers: BrowserManager, request: RunRequest, masker: Masker
+) -> RunResult:
+    """Run one journey once; every secret is masked in what comes back."""
+    run_id = request.run_id or uuid.uuid4().hex
+    bound = log.bind(
+        journey=spec.name, device=request.device, location=request.location, run_id=run_id
+    )
+    try:
+        browser = await browsers.get()
+        options = browsers.context_options(request.device)
+    except BrowserUnavailableError as exc:
+        failure = StepFailure(ErrorType.BROWSER_ERROR, str(exc))
+        steps = _all_skipped(spec.steps, failure)
+        return _finish(
+            spec,
+            request=request,
+            run_id=run_id,
+            started=time.time(),
+            steps=steps,
+            pages=[],
+            masker=masker,
+            bound=bound,
+        )
+    # The clock starts once Chromium is up: a launch is the agent's cost, not the site's.
+    started = time.time()
+    context = await browser.new_context(**options)
+    try:
+        steps, pages = await _run_in_context(spec, context, bound)
+    finally:
+        await _close(context)
+    return _finish(
+        spec,
+        request=request,
+        run_id=run_id,
+        started=started,
+        steps=steps,
+        pages=pages,
+        masker=masker,
+        bound=bound,
+    )
+
+
+async def _run_in_context(
+    spec: JourneySpec, context: BrowserContext, bound: structlog.typing.FilteringBoundLogger
+) -> tuple[list[StepResult], list[PageResult]]:
+    await context.add_init_script(INIT_SCRIPT)
+    page = await context.new_page()
+    monitor = await PageMonitor.attach(context, page)
+    journey_deadline = time.monotonic() + spec.timeout
+    results: list[StepResult] = []
+    for step in spec.steps:
+        if results and results[-1].status in (Status.FAILED, Status.SKIPPED):
+            results.append(_skipped(step))
+            continue
+        result = await _run_step(spec, step, page, monitor, journey_deadline)
+        results.append(result)
+        if result.status is Status.FAILED:
+            bound.warning(
+                "step_failed",
+                step=step.name,
+                error_type=result.error_type,
+                error=result.error_message,
+            )
+    await monitor.settle()
+    return [_with_interaction(r, monitor) for r in results], monitor.results()
+
+
+def _with_interaction(result: StepResult, monitor: PageMonitor) -> StepResult:
+    """Interactions are reported after the next paint, so they are matched to steps at the end."""
+    if result.action not in INTERACTIVE or result.status is Status.SKIPPED:
+        return result
+    end = result.started_at + result.duration_seconds
+    return replace(result, interaction_seconds=monitor.interactions_between(result.started_at, end))
+
+
+async def _run_step(
+    spec: JourneySpec, step: Step, page: Page, monitor: PageMonitor, journey_deadline: float
+) -> StepResult:
+    monitor.step = step.name
+    monitor.step_exceptions.clear()
+    left = journey_deadline - time.monotonic()
+    limit = min(step.timeout or spec.step_timeout, max(left, 0.001))
+    deadline = Deadline(limit)
+    started, clock = time.time(), time.monotonic()
+    failure: StepFailure | None = None
+    try:
+        await asyncio.wait_for(
+            _step_body(spec, step, page, monitor, deadline), limit + GRACE_SECONDS
+        )
+    except StepFailure as exc:
+        failure = exc
+    except TimeoutError:
+        failure = StepFailure(ErrorType.TIMEOUT, f"step did not finish within {limit:.1f}s")
+    if failure is not None and left < (step.timeout or spec.step_timeout):
+        failure = StepFailure(
+            failure.error_type,
+            f"{failure.message} (journey deadline of {spec.timeout:.0f}s reached)",
+        )
+    failure = _js_failure(spec, monitor, failure)
+    if monitor.crashed:
+        failure = StepFailure(ErrorType.BROWSER_ERROR, "the page crashed")
+    return StepResult(
+        name=step.name,
+        action=step.action,
+        status=Status.FAILED if failure else Status.PASSED,
+        started_at=started,
+        duration_seconds=time.monotonic() - clock,
+        error_type=failure.error_type if failure else None,
+        error_message=failure.message if failure else None,
+    )
+
+
+async def _step_body(
+    spec: JourneySpec, step: Step, page: Page, monitor: PageMonitor, deadline: Deadline
+) -> None:
+    documents_before = len(monitor.documents)
+    await perform(page, step, spec.base_url, deadline, monitor.pending_navigation)
+    _raise_for_documents(monitor, documents_before)
+    for expectation in step.expect:
+        await check(page, expectation, deadline)
+
+
+def _raise_for_documents(monitor: PageMonitor, since: int) -> None:
+    """A page the step loaded answered with an HTTP error: say which and with what."""
+    for document in monitor.documents[since:]:
+        if document.status is not None and document.status >= 400:
+            raise StepFailure(
+                ErrorType.HTTP_ERROR,
+                f"HTTP {document.status} for {document.method} {document.url}",
+            )
+
+
+def _js_failure(
+    spec: JourneySpec, monitor: PageMonitor, failure: StepFailure | None
+) -> StepFailure | None:
+    """An uncaught exception is the likely root cause of whatever else went wrong."""
+    if not monitor.step_exceptions or not spec.fail_on_js_error:
+        return failure
+    message = f"uncaught exception: {monitor.step_exceptions[0]}"
+    if failure is not None and failure.error_type is not ErrorType.HTTP_ERROR:
+        message += f" (then: {failure.message})"
+    elif failure is not None:
+        return failure
+    return StepFailure(ErrorType.JS_ERROR, message)
+
+
+def _skipped(step: Step) -> StepResult:
+    return StepResult(step.name, step.action, Status.SKIPPED, time.time(), 0.0)
+
+
+def _all_skipped(steps: Sequence[Step], failure: StepFailure) -> list[StepResult]:
+    first, *rest = steps
+    failed = StepResult(
+        first.name,
+        first.action,
+        Status.FAILED,
+        time.time(),
+        0.0,
+        failure.error_type,
+        failure.message,
+    )
+    return [failed, *(_skipped(step) for step in rest)]
+
+
+async def _close(context: BrowserContext) -> None:
+    try:
+        await asyncio.wait_for(context.close(), 10)
+    except (Error, TimeoutError) as exc:
+        log.warning("context_close_failed", error=first_line(str(exc)))
+
+
+def _finish(
+    spec: JourneySpec,
+    *,
+    request: RunRequest,
+    run_id: str,
+    started: float,
+    steps: list[StepResult],
+    pages: list[PageResult],
+    masker: Masker,
+    bound: structlog.typing.FilteringBoundLogger | None = None,
+) -> RunResult:
+    finished = time.time()
+    clicks = sum(
+        1
+        for s, r in zip(spec.steps, steps, strict=True)
+        if s.action == "click" and r.status is Status.PASSED
+    )
+    budgets = check_budgets(
+        spec.budgets,
+        steps=spec.steps,
+        step_results=steps,
+        pages=pages,
+        clicks=clicks,
+        duration=finished - started,
+    )
+    failed_step = next((s for s in steps if s.status is Status.FAILED), None)
+    status, error_type, message = Status.PASSED, None, None
+    if failed_step is not None:
+        status, error_type, message = (
+            Status.FAILED,
+            failed_step.error_type,
+            failed_step.error_message,
+        )
+    elif any(b.level == "fail" for b in budgets):
+        status, error_type = Status.FAILED, ErrorType.BUDGET_EXCEEDED
+        message = describe(b for b in budgets if b.level == "fail")
+    elif budgets:
+        status, message = Status.DEGRADED, describe(budgets)
+    result = RunResult(
+        run_id=run_id,
+        journey=spec.name,
+        kind=KIND,
+        device=request.device,
+        location=request.location,
+        agent=request.agent,
+        started_at=started,
+        finished_at=finished,
+        status=status,
+        clicks=clicks,
+        click_budget=spec.click_budget,
+        steps=tuple(steps),
+        pages=tuple(pages),
+        budgets=tuple(budgets),
+        error_type=error_type,
+        error_message=message,
+        failed_step=failed_step.name if failed_step else None,
+        attempt=request.attempt,
+    )
+    if bound is not None:
+        bound.info(
+            "run_finished",
+            status=status.value,
+            error_type=error_type,
+            duration=round(result.duration_seconds, 3),
+            clicks=clicks,
+        )
+    return _masked(result, masker)
+
+
+def _masked(result: RunResult, masker: Masker) -> RunResult:
+    """Mask secrets in every string of the result: messages, URLs, console lines."""
+    if not masker:
+        return result
+    masked = from_dict(masker.mask_data(to_dict(result)))
+    return replace(masked, conditions=result.conditions)

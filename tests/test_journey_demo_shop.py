@@ -1,0 +1,225 @@
+"""The journey engine against the real demo shop in real headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from probes.result import ErrorType, PageResult, RunResult, Status, to_dict
+from tests.conftest import RunJourney, demo_journey
+
+pytestmark = pytest.mark.slow
+
+
+def step(result: RunResult, name: str) -> Any:
+    return next(s for s in result.steps if s.name == name)
+
+
+def page_of(result: RunResult, step_name: str) -> PageResult:
+    return next(p for p in result.pages if p.step == step_name)
+
+
+async def test_healthy_checkout_passes_in_three_clicks_with_every_measure(
+    run_journey: RunJourney,
+) -> None:
+    result = await run_journey(demo_journey())
+
+    assert result.status is Status.PASSED, result.error_message
+    assert (result.clicks, result.click_budget) == (3, 3)
+    assert [s.status for s in result.steps] == [Status.PASSED] * 4
+    assert [p.step for p in result.pages] == [s.name for s in result.steps]
+    for page in result.pages:
+        for measure in (
+            "ttfb_seconds",
+            "fcp_seconds",
+            "lcp_seconds",
+            "cls",
+            "load_seconds",
+            "dom_content_loaded_seconds",
+        ):
+            assert getattr(page, measure) is not None, (page.url, measure, page.missing)
+        assert page.ratings["lcp_seconds"] == "good"
+        assert page.transfer_bytes and page.transfer_bytes > 500
+        assert page.requests >= 3
+        assert page.failed_requests == ()
+    home = page_of(result, "open home page")
+    assert home.lcp_seconds and home.fcp_seconds and home.lcp_seconds >= home.fcp_seconds
+    assert result.budgets == ()
+
+
+async def test_mobile_run_reports_the_mobile_device(run_journey: RunJourney) -> None:
+    result = await run_journey(demo_journey(), device="mobile")
+
+    assert result.status is Status.PASSED, result.error_message
+    assert result.device == "mobile"
+
+
+@pytest.mark.parametrize(
+    ("switches", "failed_step", "error_type", "message_part"),
+    [
+        ({"checkout_500": True}, "place order", ErrorType.HTTP_ERROR, "HTTP 500 for POST"),
+        (
+            {"hide_add_to_cart": True},
+            "add to cart",
+            ErrorType.ELEMENT_NOT_FOUND,
+            'role=button[name="Add to cart"]',
+        ),
+        ({"js_error": True}, "open product", ErrorType.JS_ERROR, "price widget crashed"),
+        ({"hang": "cart"}, "add to cart", ErrorType.TIMEOUT, "within"),
+    ],
+    ids=["checkout-500", "add-to-cart-missing", "js-exception", "hung-cart-page"],
+)
+async def test_each_fault_fails_the_right_step_with_the_right_error(
+    run_journey: RunJourney,
+    faults: Callable[..., None],
+    switches: dict[str, Any],
+    failed_step: str,
+    error_type: ErrorType,
+    message_part: str,
+) -> None:
+    faults(**switches)
+
+    result = await run_journey(demo_journey(step_timeout="2s"))
+
+    assert result.status is Status.FAILED
+    assert (result.failed_step, result.error_type) == (failed_step, error_type)
+    assert result.error_message and message_part in result.error_message
+    names = [s.name for s in result.steps]
+    after = names[names.index(failed_step) + 1 :]
+    assert all(step(result, name).status is Status.SKIPPED for name in after)
+
+
+async def test_a_hung_page_fails_at_the_step_timeout_not_later(
+    run_journey: RunJourney, faults: Callable[..., None]
+) -> None:
+    faults(hang="product")
+    clock = time.monotonic()
+
+    result = await run_journey(demo_journey(step_timeout="2s"))
+
+    elapsed = time.monotonic() - clock
+    hung = step(result, "open product")
+    assert (hung.status, hung.error_type) == (Status.FAILED, ErrorType.TIMEOUT)
+    assert 1.9 <= hung.duration_seconds <= 2.6, hung.duration_seconds
+    assert elapsed < 5.0
+    assert page_of(result, "open product").missing["load_seconds"]
+
+
+async def test_server_delay_shows_up_in_ttfb_within_ten_percent(
+    run_journey: RunJourney, faults: Callable[..., None]
+) -> None:
+    baseline = page_of(await run_journey(demo_journey()), "open home page").ttfb_seconds
+    faults(delay_ms=800)
+
+    delayed = page_of(await run_journey(demo_journey()), "open home page").ttfb_seconds
+
+    assert baseline is not None and delayed is not None
+    assert delayed - baseline == pytest.approx(0.8, rel=0.10)
+
+
+async def test_slow_hero_image_shows_up_in_lcp_within_ten_percent(
+    run_journey: RunJourney, faults: Callable[..., None]
+) -> None:
+    baseline = page_of(await run_journey(demo_journey()), "open home page")
+    faults(lcp_delay_ms=1500)
+
+    slow = page_of(await run_journey(demo_journey()), "open home page")
+
+    assert baseline.lcp_seconds is not None and slow.lcp_seconds is not None
+    assert slow.lcp_seconds - baseline.lcp_seconds == pytest.approx(1.5, rel=0.10)
+    assert slow.ratings["lcp_seconds"] == "good"  # 1.5 s more still rates good (< 2.5 s)
+
+
+async def test_late_banner_shows_up_as_layout_shift(
+    run_journey: RunJourney, faults: Callable[..., None]
+) -> None:
+    faults(layout_shift=True)
+
+    result = await run_journey(demo_journey())
+
+    home = page_of(result, "open home page")
+    assert home.cls is not None and home.cls > 0.05
+    assert page_of(result, "open product").cls == 0.0
+
+
+async def test_failed_subresource_is_listed_with_status(run_journey: RunJourney, shop: Any) -> None:
+    result = await run_journey(
+        """
+        journeys:
+          - name: missing-image
+            base_url: ${SHOP}
+            steps:
+              - name: open missing product
+                goto: /product/no-such-thing
+        """
+    )
+
+    assert (result.error_type, result.failed_step) == (ErrorType.HTTP_ERROR, "open missing product")
+    assert "HTTP 404 for GET" in str(result.error_message)
+
+
+async def test_secret_from_environment_never_appears_in_the_result(
+    run_journey: RunJourney,
+) -> None:
+    secret = "VOUCHER-s3cr3t-42"
+    result = await run_journey(
+        """
+        journeys:
+          - name: voucher
+            base_url: ${SHOP}
+            steps:
+              - name: landing page with voucher in the URL
+                goto: /?voucher=${SHOP_VOUCHER}
+              - name: product
+                goto: /product/trail-runner
+              - name: add
+                click: {test_id: add-to-cart}
+              - name: type voucher
+                fill: {label: Voucher code}
+                value: ${SHOP_VOUCHER}
+                expect:
+                  - text: "Voucher ${SHOP_VOUCHER} accepted"
+        """,
+        env={"SHOP_VOUCHER": secret},
+    )
+
+    assert result.status is Status.FAILED  # the expectation quotes the secret and fails
+    document = json.dumps(to_dict(result))
+    assert secret not in document
+    assert "***" in str(result.error_message)
+    assert "voucher=***" in result.pages[0].url
+
+
+async def test_four_click_journey_is_flagged_against_the_default_budget(
+    run_journey: RunJourney,
+) -> None:
+    result = await run_journey(
+        """
+        journeys:
+          - name: detour
+            base_url: ${SHOP}
+            steps:
+              - name: home
+                goto: /
+              - name: open empty cart
+                click: {test_id: cart-link}
+              - name: back to the shop
+                click: {text: Back to the shop}
+              - name: open product
+                click: {role: link, name: Trail Runner shoes}
+              - name: add to cart
+                click: {role: button, name: Add to cart}
+                expect:
+                  - text: 1 item in your cart
+        """
+    )
+
+    assert result.clicks == 4
+    assert result.status is Status.DEGRADED
+    (clicks,) = [b for b in result.budgets if b.measure == "clicks"]
+    assert (clicks.level, clicks.limit, clicks.value) == ("warn", 3, 4)
+    assert "clicks 4 over warn budget 3" in str(result.error_message)
