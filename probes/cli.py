@@ -23,7 +23,7 @@ EXIT_OK, EXIT_FAILED, EXIT_BAD_CONFIG, EXIT_NO_BROWSER = 0, 1, 2, 3
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse arguments and run the chosen command; returns the process exit code."""
     args = _parser().parse_args(argv)
-    configure_logging(args.log_level, json=args.log_json)
+    args.scrubber = configure_logging(args.log_level, json=args.log_json)
     code: int = args.handler(args)
     return code
 
@@ -123,6 +123,7 @@ async def _test(args: argparse.Namespace) -> list[RunResult]:
         config = load_config_text(
             demo_journey_text(), "<demo journey>", variables={URL_VARIABLE: shop.url}
         )
+    args.scrubber.masker = config.masker
     journeys = [j for j in config.journeys if not args.journey or j.name in args.journey]
     if args.journey and not journeys:
         names = ", ".join(j.name for j in config.journeys)

@@ -12,9 +12,31 @@ import sys
 
 import structlog
 
+from probes.secrets import Masker
 
-def configure_logging(level: str = "info", json: bool | None = None) -> None:
+
+class SecretScrubber:
+    """A structlog processor masking every known secret in every event.
+
+    The entry point owns the one instance and hands it the loaded config's
+    masker (again on each reload); runners mask what they log as well, so
+    this is the second line of defence, not the only one.
+    """
+
+    def __init__(self) -> None:
+        self.masker = Masker()
+
+    def __call__(
+        self, _logger: object, _method: str, event: structlog.typing.EventDict
+    ) -> structlog.typing.EventDict:
+        if not self.masker:
+            return event
+        return {key: self.masker.mask_data(value) for key, value in event.items()}
+
+
+def configure_logging(level: str = "info", json: bool | None = None) -> SecretScrubber:
     """Configure structlog for this process; ``json=None`` picks by terminal."""
+    scrubber = SecretScrubber()
     use_json = not sys.stderr.isatty() if json is None else json
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer()
@@ -26,9 +48,11 @@ def configure_logging(level: str = "info", json: bool | None = None) -> None:
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
+            scrubber,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
+    return scrubber

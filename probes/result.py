@@ -362,6 +362,6 @@ def _list(
     obj: Mapping[str, Any], key: str, where: str, parse: Callable[[object, str], _T]
 ) -> tuple[_T, ...]:
     raw = obj.get(key, [])
-    if not isinstance(raw, list):
+    if not isinstance(raw, list | tuple):
         raise ResultFormatError(f"{where}.{key}: expected a list")
     return tuple(parse(item, f"{where}.{key}[{index}]") for index, item in enumerate(raw))

@@ -44,7 +44,7 @@ class ConfigError(Exception):
     """Raised with every problem found; never a traceback for bad input."""
 
     def __init__(self, problems: Sequence[Problem]) -> None:
-        self.problems = tuple(problems)
+        self.problems = tuple(sorted(problems, key=lambda p: (p.file, p.line)))
         super().__init__("\n".join(str(p) for p in self.problems))
 
 
@@ -110,29 +110,26 @@ def _load(
         doc = read_yaml(text, env, variables)
         secrets |= doc.secrets
         masker = Masker(doc.secrets)
-        problems.extend(Problem(name, p.line, masker.mask(p.message)) for p in doc.problems)
-        if doc.problems:
+        problems.extend(
+            Problem(
+                name,
+                p.line,
+                masker.mask(p.message),
+                _journey_name(doc.data, p.path),
+                _format_loc(p.path),
+            )
+            for p in doc.problems
+        )
+        if doc.data is None and not doc.problems:
+            problems.append(Problem(name, 1, "the file is empty; expected a 'journeys' list"))
             continue
-        parsed = _validate(name, doc, masker, problems)
-        if parsed is None:
+        problems.extend(_cross_checks(name, doc, first_seen))
+        parsed = _validate(name, doc, masker, problems) if doc.data is not None else None
+        if parsed is None or doc.problems:
             continue
         for index, journey in enumerate(parsed.journeys):
-            line = doc.line_of(("journeys", index, "name"))
-            where = f"{name}:{line}"
-            if journey.name in first_seen:
-                problems.append(
-                    Problem(
-                        name,
-                        line,
-                        f"journey name is already used at {first_seen[journey.name]}",
-                        journey.name,
-                    )
-                )
-                continue
-            first_seen[journey.name] = where
-            spec = _resolve(parsed, journey, where)
-            problems.extend(_check_devices(name, doc, index, spec))
-            journeys.append(spec)
+            where = f"{name}:{doc.line_of(('journeys', index, 'name'))}"
+            journeys.append(_resolve(parsed, journey, where))
     if problems:
         raise ConfigError(problems)
     return LoadedConfig(tuple(journeys), Masker(secrets), tuple(name for name, _ in sources))
@@ -142,7 +139,10 @@ def _validate(
     name: str, doc: YamlDocument, masker: Masker, problems: list[Problem]
 ) -> ConfigFile | None:
     if not isinstance(doc.data, dict):
-        problems.append(Problem(name, 1, "expected a mapping with a 'journeys' list at the top"))
+        if not doc.problems:
+            problems.append(
+                Problem(name, 1, "expected a mapping with a 'journeys' list at the top")
+            )
         return None
     try:
         return ConfigFile.model_validate(doc.data)
@@ -183,23 +183,79 @@ def _resolve(parsed: ConfigFile, journey: Journey, where: str) -> JourneySpec:
     )
 
 
-def _check_devices(name: str, doc: YamlDocument, index: int, spec: JourneySpec) -> list[Problem]:
-    known = known_device_names()
+def _cross_checks(name: str, doc: YamlDocument, first_seen: dict[str, str]) -> list[Problem]:
+    """Checks across fields, run on the raw data so they report alongside schema errors."""
+    journeys = doc.data.get("journeys") if isinstance(doc.data, dict) else None
+    if not isinstance(journeys, list):
+        return []
+    problems: list[Problem] = []
+    for index, journey in enumerate(journeys):
+        if not isinstance(journey, dict):
+            continue
+        title = journey.get("name") if isinstance(journey.get("name"), str) else None
+        if title is not None:
+            line = doc.line_of(("journeys", index, "name"))
+            if title in first_seen:
+                problems.append(
+                    Problem(
+                        name, line, f"journey name is already used at {first_seen[title]}", title
+                    )
+                )
+            else:
+                first_seen[title] = f"{name}:{line}"
+        problems.extend(_duplicate_steps(name, doc, index, title, journey.get("steps")))
+        problems.extend(_unknown_devices(name, doc, index, title, journey.get("devices")))
+    return problems
+
+
+def _duplicate_steps(
+    name: str, doc: YamlDocument, index: int, journey: str | None, steps: object
+) -> list[Problem]:
+    if not isinstance(steps, list):
+        return []
+    seen: set[str] = set()
     problems = []
-    for device in spec.devices:
-        if device not in known:
-            hint = difflib.get_close_matches(device, known, n=1)
+    for position, step in enumerate(steps):
+        title = step.get("name") if isinstance(step, dict) else None
+        if isinstance(title, str) and title in seen:
+            path = ("journeys", index, "steps", position, "name")
             problems.append(
                 Problem(
                     name,
-                    doc.line_of(("journeys", index, "devices")),
-                    f"unknown device '{device}'"
-                    + (f"; did you mean '{hint[0]}'?" if hint else "")
-                    + " (expected desktop, mobile or a Playwright device name such as 'iPhone 13')",
-                    spec.name,
-                    "devices",
+                    doc.line_of(path),
+                    f"two steps are named '{title}'; step names must be unique",
+                    journey,
+                    _format_loc(path),
                 )
             )
+        if isinstance(title, str):
+            seen.add(title)
+    return problems
+
+
+def _unknown_devices(
+    name: str, doc: YamlDocument, index: int, journey: str | None, devices: object
+) -> list[Problem]:
+    if not isinstance(devices, list):
+        return []
+    known = known_device_names()
+    problems = []
+    for position, device in enumerate(devices):
+        if not isinstance(device, str) or device in known:
+            continue
+        hint = difflib.get_close_matches(device, known, n=1)
+        path = ("journeys", index, "devices", position)
+        problems.append(
+            Problem(
+                name,
+                doc.line_of(path),
+                f"unknown device '{device}'"
+                + (f"; did you mean '{hint[0]}'?" if hint else "")
+                + " (expected desktop, mobile or a Playwright device name such as 'iPhone 13')",
+                journey,
+                _format_loc(path),
+            )
+        )
     return problems
 
 

@@ -7,6 +7,7 @@ compiled or checked here so that nothing about the config fails at run time.
 
 from __future__ import annotations
 
+import difflib
 import re
 from typing import Annotated, Literal
 
@@ -45,6 +46,93 @@ class Strict(BaseModel):
 
 
 LOCATOR_KINDS = ("role", "label", "placeholder", "text", "test_id", "css")
+# WAI-ARIA roles, as Playwright's get_by_role accepts them.
+ARIA_ROLES = frozenset(
+    [
+        "alert",
+        "alertdialog",
+        "application",
+        "article",
+        "banner",
+        "blockquote",
+        "button",
+        "caption",
+        "cell",
+        "checkbox",
+        "code",
+        "columnheader",
+        "combobox",
+        "complementary",
+        "contentinfo",
+        "definition",
+        "deletion",
+        "dialog",
+        "directory",
+        "document",
+        "emphasis",
+        "feed",
+        "figure",
+        "form",
+        "generic",
+        "grid",
+        "gridcell",
+        "group",
+        "heading",
+        "img",
+        "insertion",
+        "link",
+        "list",
+        "listbox",
+        "listitem",
+        "log",
+        "main",
+        "marquee",
+        "math",
+        "meter",
+        "menu",
+        "menubar",
+        "menuitem",
+        "menuitemcheckbox",
+        "menuitemradio",
+        "navigation",
+        "none",
+        "note",
+        "option",
+        "paragraph",
+        "presentation",
+        "progressbar",
+        "radio",
+        "radiogroup",
+        "region",
+        "row",
+        "rowgroup",
+        "rowheader",
+        "scrollbar",
+        "search",
+        "searchbox",
+        "separator",
+        "slider",
+        "spinbutton",
+        "status",
+        "strong",
+        "subscript",
+        "superscript",
+        "switch",
+        "tab",
+        "table",
+        "tablist",
+        "tabpanel",
+        "term",
+        "textbox",
+        "time",
+        "timer",
+        "toolbar",
+        "tooltip",
+        "tree",
+        "treegrid",
+        "treeitem",
+    ]
+)
 
 
 class Locator(Strict):
@@ -66,6 +154,13 @@ class Locator(Strict):
             raise ValueError(
                 f"a locator needs exactly one of {', '.join(LOCATOR_KINDS)}; got "
                 f"{', '.join(given) or 'none'} (example: {{role: button, name: Add to cart}})"
+            )
+        if self.role is not None and self.role not in ARIA_ROLES:
+            hint = difflib.get_close_matches(self.role, sorted(ARIA_ROLES), n=1)
+            raise ValueError(
+                f"unknown role '{self.role}'"
+                + (f"; did you mean '{hint[0]}'?" if hint else "")
+                + " (expected an ARIA role such as button, link, textbox, heading)"
             )
         if self.name is not None and self.role is None:
             raise ValueError("'name' only goes with 'role' (example: {role: link, name: Shoes})")
@@ -219,14 +314,9 @@ class Journey(Strict):
     steps: Annotated[list[Step], Field(min_length=1)]
 
     @model_validator(mode="after")
-    def _known_kind_unique_steps(self) -> Journey:
+    def _known_kind(self) -> Journey:
         if self.kind not in KIND_NAMES:
             raise ValueError(f"unknown kind '{self.kind}'; expected one of {', '.join(KIND_NAMES)}")
-        seen: set[str] = set()
-        for step in self.steps:
-            if step.name in seen:
-                raise ValueError(f"two steps are named '{step.name}'; step names must be unique")
-            seen.add(step.name)
         return self
 
 

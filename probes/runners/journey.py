@@ -73,7 +73,7 @@ async def run(
     started = time.time()
     context = await browser.new_context(**options)
     try:
-        steps, pages = await _run_in_context(spec, context, bound)
+        steps, pages = await _run_in_context(spec, context, bound, masker)
     finally:
         await _close(context)
     return _finish(
@@ -89,7 +89,10 @@ async def run(
 
 
 async def _run_in_context(
-    spec: JourneySpec, context: BrowserContext, bound: structlog.typing.FilteringBoundLogger
+    spec: JourneySpec,
+    context: BrowserContext,
+    bound: structlog.typing.FilteringBoundLogger,
+    masker: Masker,
 ) -> tuple[list[StepResult], list[PageResult]]:
     await context.add_init_script(INIT_SCRIPT)
     page = await context.new_page()
@@ -107,7 +110,7 @@ async def _run_in_context(
                 "step_failed",
                 step=step.name,
                 error_type=result.error_type,
-                error=result.error_message,
+                error=masker.mask(result.error_message or ""),
             )
     await monitor.settle()
     return [_with_interaction(r, monitor) for r in results], monitor.results()

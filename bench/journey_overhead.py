@@ -1,0 +1,90 @@
+"""Wall time per run of the demo journey: Parcours against a minimal Playwright script.
+
+Both drive the same clicks and wait for the same things in the same Chromium,
+against the same demo shop, interleaved run by run so that machine noise hits
+both alike. The ratio of medians is Parcours' overhead for everything it
+measures (Web Vitals, bytes, requests, errors). Target: at most 1.10.
+
+    .venv/bin/python -m bench.journey_overhead [--runs 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import time
+
+from playwright.async_api import Browser, expect
+
+from bench.common import summary, write
+from probes.browser import BrowserManager
+from probes.config import load_config_text
+from probes.demo_shop.server import URL_VARIABLE, demo_journey_text, start_demo_shop
+from probes.devices import BUILTIN_PROFILES
+from probes.logs import configure_logging
+from probes.runners.journey import RunRequest, run
+
+
+async def hand_written(browser: Browser, url: str) -> None:
+    """What a person would write by hand to check the same journey, and nothing more."""
+    context = await browser.new_context(**BUILTIN_PROFILES["desktop"])
+    try:
+        page = await context.new_page()
+        await page.goto(url + "/")
+        await expect(page).to_have_title(re.compile("^Home"))
+        await expect(page.get_by_role("img", name="Autumn collection").first).to_be_visible()
+        await page.get_by_role("link", name="Trail Runner shoes").first.click()
+        await page.wait_for_load_state("load")
+        await expect(page.get_by_test_id("price").first).to_be_visible()
+        await page.get_by_role("button", name="Add to cart").first.click()
+        await page.wait_for_load_state("load")
+        await expect(page.get_by_text("1 item in your cart").first).to_be_visible()
+        await page.get_by_role("button", name="Place order").first.click()
+        await page.wait_for_load_state("load")
+        await expect(page.get_by_text("Thank you for your order").first).to_be_visible()
+        await expect(page).to_have_url(re.compile("/order/"))
+    finally:
+        await context.close()
+
+
+async def main(runs: int, warmup: int) -> None:
+    shop = await start_demo_shop()
+    config = load_config_text(demo_journey_text(), variables={URL_VARIABLE: shop.url}, env={})
+    journey = config.journeys[0]
+    async with BrowserManager() as browsers:
+        browser = await browsers.get()
+        baseline: list[float] = []
+        parcours: list[float] = []
+        for index in range(warmup + runs):
+            start = time.perf_counter()
+            await hand_written(browser, shop.url)
+            middle = time.perf_counter()
+            result = await run(journey, browsers, RunRequest("desktop"), config.masker)
+            end = time.perf_counter()
+            assert result.success, result.error_message
+            if index >= warmup:
+                baseline.append(middle - start)
+                parcours.append(end - middle)
+    await shop.stop()
+    base, ours = summary(baseline), summary(parcours)
+    write(
+        "journey_overhead",
+        {
+            "what": "wall seconds per run of the demo journey (4 steps, 3 clicks), desktop",
+            "hand_written_playwright": base,
+            "parcours": ours,
+            "ratio_of_medians": round(ours["median"] / base["median"], 3),
+            "ratio_of_means": round(ours["mean"] / base["mean"], 3),
+            "target_ratio": 1.10,
+        },
+    )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--warmup", type=int, default=3)
+    options = parser.parse_args()
+    configure_logging("warning")
+    asyncio.run(main(options.runs, options.warmup))

@@ -1,0 +1,408 @@
+"""Config mistakes get a message naming the file, the line and the expected form."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from probes.config import ConfigError, load_config, load_config_text
+from probes.config.durations import parse_duration
+from probes.secrets import Masker
+
+VALID = """
+journeys:
+  - name: checkout
+    base_url: http://shop.test
+    steps:
+      - name: home
+        goto: /
+"""
+
+
+def problems_of(yaml_text: str, env: dict[str, str] | None = None) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        load_config_text(textwrap.dedent(yaml_text).lstrip(), "shop.yaml", env=env or {})
+    return [str(problem) for problem in caught.value.problems]
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "expected"),
+    [
+        pytest.param(
+            """
+            journeys:
+              - name: checkout
+                steps:
+                  - name: home
+                    goto: /
+                    clikc: {role: button}
+            """,
+            "shop.yaml:6: journey \"checkout\", steps[0].clikc: unknown key 'clikc'; "
+            "did you mean 'click'? expected one of: name, goto, click,",
+            id="unknown-key-with-hint",
+        ),
+        pytest.param(
+            """
+            journeys:
+              - name: checkout
+                retries: many
+                steps:
+                  - name: home
+                    goto: /
+            """,
+            'shop.yaml:3: journey "checkout", retries: input should be a valid integer',
+            id="wrong-type",
+        ),
+        pytest.param(
+            """
+            journeys:
+              - name: checkout
+                step_timeout: 3 sec
+                steps:
+                  - name: home
+                    goto: /
+            """,
+            'shop.yaml:3: journey "checkout", step_timeout: expected a duration like '
+            "500ms, 3s, 1m or 1m30s, got '3 sec'",
+            id="bad-duration",
+        ),
+        pytest.param(
+            """
+            journeys:
+              - name: checkout
+                interval: 30
+                steps:
+                  - name: home
+                    goto: /
+            """,
+            'shop.yaml:3: journey "checkout", interval: expected a duration like '
+            "500ms, 3s, 1m or 1m30s, got 30",
+            id="duration-without-unit",
+        ),
+        pytest.param(
+            """
+            journeys:
+              - name: checkout
+                steps: []
+            """,
+            'shop.yaml:3: journey "checkout", steps: must not be empty',
+            id="empty-steps",
+        ),
+        pytest.param(
+            """
+            journeys:
+              - name: checkout
+                steps:
+                  - name: home
+                    goto: /
+                  - name: home
+                    goto: /cart
+            """,
+            "shop.yaml:6: journey \"checkout\", steps[1].name: two steps are named 'home'",
+            id="duplicate-step",
+        ),
+        pytest.param(
+            """
+            journeys:
+              - name: checkout
+                steps:
+                  - name: home
+                    goto: /
+              - name: checkout
+                steps:
+                  - name: home
+                    goto: /
+            """,
+            'shop.yaml:6: journey "checkout": journey name is already used at shop.yaml:2',
+            id="duplicate-journey",
+        ),
+        pytest.param(
+            """
+            journeys:
+              - name: checkout
+                base_url: ${SHOP_URL}
+                steps:
+                  - name: home
+                    goto: /
+            """,
+            'shop.yaml:3: journey "checkout", base_url: environment variable SHOP_URL is not '
+            "set (set it, or give a default: ${SHOP_URL:-value})",
+            id="undefined-env-var",
+        ),
+        pytest.param(
+            """
+            journeys:
+              - name: checkout
+                steps:
+                  - name: buy
+                    click: {role: button, text: Buy}
+            """,
+            'shop.yaml:5: journey "checkout", steps[0].click: a locator needs exactly one of '
+            "role, label, placeholder, text, test_id, css; got role, text",
+            id="ambiguous-locator",
+        ),
+        pytest.param(
+            """
+            journeys:
+              - name: checkout
+                steps:
+                  - name: buy
+                    click: {role: buton, name: Buy}
+            """,
+            "shop.yaml:5: journey \"checkout\", steps[0].click: unknown role 'buton'; "
+            "did you mean 'button'?",
+            id="unknown-role",
+        ),
+        pytest.param(
+            """
+            journeys:
+              - name: checkout
+                steps:
+                  - name: buy
+                    goto: /
+                    click: {text: Buy}
+            """,
+            'shop.yaml:4: journey "checkout", steps[0]: a step needs exactly one action of '
+            "goto, click, fill, select, press, hover, wait_for; got goto, click",
+            id="two-actions",
+        ),
+        pytest.param(
+            """
+            journeys:
+              - name: checkout
+                steps:
+                  - name: pay
+                    fill: {label: Card}
+            """,
+            "shop.yaml:4: journey \"checkout\", steps[0]: 'fill' needs a 'value'",
+            id="fill-without-value",
+        ),
+        pytest.param(
+            """
+            journeys:
+              - name: checkout
+                steps:
+                  - name: home
+                    goto: /
+                    expect:
+                      - url: "(unclosed"
+            """,
+            'shop.yaml:7: journey "checkout", steps[0].expect[0].url: invalid regular '
+            "expression '(unclosed'",
+            id="bad-regex",
+        ),
+        pytest.param(
+            """
+            journeys:
+              - name: checkout
+                devices: [desktop, iphone 13]
+                steps:
+                  - name: home
+                    goto: /
+            """,
+            "shop.yaml:3: journey \"checkout\", devices[1]: unknown device 'iphone 13'; "
+            "did you mean 'iPhone 13'?",
+            id="unknown-device",
+        ),
+        pytest.param(
+            """
+            journeys:
+              - name: checkout
+                budgets:
+                  page_load: {warn: 5s, fail: 3s}
+                steps:
+                  - name: home
+                    goto: /
+            """,
+            'shop.yaml:4: journey "checkout", budgets.page_load: warn (5.0) must not exceed '
+            "fail (3.0)",
+            id="budget-levels-inverted",
+        ),
+        pytest.param(
+            """
+            journeys:
+              - name: checkout
+                steps:
+                  - name: home
+                    goto: [
+            """,
+            "shop.yaml:6: invalid YAML: expected the node content",
+            id="yaml-syntax",
+        ),
+        pytest.param(
+            """
+            journeys:
+              - name: checkout
+                name: again
+                steps:
+                  - name: home
+                    goto: /
+            """,
+            "shop.yaml:3: journey \"checkout\", name: duplicate key 'name'",
+            id="duplicate-yaml-key",
+        ),
+    ],
+)
+def test_config_mistake_names_file_line_and_expected_form(yaml_text: str, expected: str) -> None:
+    problems = problems_of(yaml_text)
+
+    assert any(problem.startswith(expected) for problem in problems), problems
+
+
+def test_every_mistake_in_a_file_is_reported_not_just_the_first() -> None:
+    problems = problems_of(
+        """
+        defaults:
+          interval: soon
+        journeys:
+          - name: checkout
+            base_url: ${NOT_SET}
+            steps:
+              - name: home
+                goto: /
+                timeout: 1 minute
+              - name: home
+                clik: {text: Buy}
+        """
+    )
+
+    lines = [p.split(":")[1] for p in problems]
+    assert lines == ["2", "5", "9", "10", "11"], problems
+
+
+def test_no_traceback_and_exit_code_2_for_a_broken_file(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("journeys:\n  - name: x\n    steps:\n      - name: a\n        gotoo: /\n")
+
+    done = subprocess.run(
+        [sys.executable, "-m", "probes.cli", "check", str(broken)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+    assert done.returncode == 2
+    assert f"{broken}:5: journey \"x\", steps[0].gotoo: unknown key 'gotoo'" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_check_accepts_a_directory_of_valid_files(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text(VALID)
+    (tmp_path / "b.yml").write_text(VALID.replace("checkout", "login"))
+
+    done = subprocess.run(
+        [sys.executable, "-m", "probes.cli", "check", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert "ok: 2 journeys (4 runs per round) in 2 files" in done.stdout
+
+
+def test_a_journey_name_used_in_two_files_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text(VALID)
+    (tmp_path / "b.yaml").write_text(VALID)
+
+    with pytest.raises(ConfigError) as caught:
+        load_config([tmp_path])
+
+    (problem,) = caught.value.problems
+    assert str(problem).startswith(
+        f'{tmp_path / "b.yaml"}:3: journey "checkout": journey name '
+        f"is already used at {tmp_path / 'a.yaml'}:3"
+    )
+
+
+def test_shipped_example_configs_are_valid() -> None:
+    config = load_config(["configs"], env={"SHOP_VOUCHER": "WELCOME10"})
+
+    assert {j.name for j in config.journeys} == {"checkout-with-voucher"}
+
+
+def test_defaults_apply_unless_a_journey_sets_its_own() -> None:
+    config = load_config_text(
+        textwrap.dedent(
+            """
+            defaults:
+              interval: 5m
+              devices: [mobile]
+            journeys:
+              - name: fast
+                interval: 30s
+                steps: [{name: home, goto: /}]
+              - name: plain
+                steps: [{name: home, goto: /}]
+            """
+        ),
+        env={},
+    )
+
+    fast, plain = config.journeys
+    assert (fast.interval, plain.interval) == (30.0, 300.0)
+    assert fast.devices == plain.devices == ("mobile",)
+    assert (plain.step_timeout, plain.retries, plain.click_budget) == (10.0, 1, 3)
+    assert plain.budgets.page_load is not None and plain.budgets.page_load.warn == 3.0
+
+
+def test_env_substitution_with_default_and_escape() -> None:
+    config = load_config_text(
+        VALID.replace("http://shop.test", "${SHOP_URL:-http://fallback.test}/$${literal}"),
+        env={},
+    )
+
+    assert config.journeys[0].base_url == "http://fallback.test/${literal}"
+    assert not config.masker  # defaults written in the file are not secrets
+
+
+def test_values_from_the_environment_are_masked_plain_and_url_encoded() -> None:
+    config = load_config_text(
+        VALID.replace("http://shop.test", "${SHOP_URL}"), env={"SHOP_URL": "http://p@ss w0rd"}
+    )
+
+    masker = config.masker
+    assert masker.mask("go to http://p@ss w0rd/x") == "go to ***/x"
+    assert masker.mask("q=http%3A%2F%2Fp%40ss%20w0rd") == "q=***"
+    assert masker.mask("q=http%3A%2F%2Fp%40ss+w0rd") == "q=***"
+
+
+def test_secret_in_an_error_message_is_masked() -> None:
+    problems = problems_of(
+        """
+        journeys:
+          - name: checkout
+            retries: ${RETRIES}
+            steps: [{name: home, goto: /}]
+        """,
+        env={"RETRIES": "hunter2-secret"},
+    )
+
+    assert problems == [
+        'shop.yaml:3: journey "checkout", retries: input should be a valid integer, '
+        "unable to parse string as an integer, got '***'"
+    ]
+
+
+def test_too_short_secrets_are_not_masked_but_reported() -> None:
+    masker = Masker(["ab", "long-enough"])
+
+    assert masker.too_short == ["ab"]
+    assert masker.mask("ab long-enough") == "ab ***"
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("500ms", 0.5), ("3s", 3.0), ("1m", 60.0), ("1m30s", 90.0), ("2h", 7200)]
+)
+def test_durations_as_ops_write_them(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["3 sec", "3", "", "1.5", "ms", "3s3", "-1s", 3])
+def test_durations_that_are_refused(text: object) -> None:
+    with pytest.raises(ValueError, match="expected a duration like 500ms, 3s, 1m"):
+        parse_duration(text)

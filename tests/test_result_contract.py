@@ -1,0 +1,183 @@
+"""The result document is the contract between agent and collector."""
+
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from probes.result import (
+    SCHEMA_VERSION,
+    BudgetCheck,
+    ErrorType,
+    FailedRequest,
+    PageResult,
+    Rating,
+    ResultFormatError,
+    RunResult,
+    Status,
+    StepResult,
+    from_dict,
+    rate,
+    to_dict,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def sample() -> RunResult:
+    return RunResult(
+        run_id="r1",
+        journey="checkout",
+        kind="browser",
+        device="mobile",
+        location="paris",
+        agent="agent-1",
+        started_at=100.0,
+        finished_at=101.5,
+        status=Status.FAILED,
+        clicks=2,
+        click_budget=3,
+        steps=(
+            StepResult("home", "goto", Status.PASSED, 100.0, 0.4),
+            StepResult(
+                "buy",
+                "click",
+                Status.FAILED,
+                100.4,
+                1.1,
+                ErrorType.HTTP_ERROR,
+                "HTTP 500 for POST /checkout",
+                0.05,
+            ),
+        ),
+        pages=(
+            PageResult(
+                "home",
+                "http://shop/",
+                ttfb_seconds=0.1,
+                lcp_seconds=1.2,
+                cls=0.0,
+                transfer_bytes=1200,
+                requests=4,
+                failed_requests=(FailedRequest("http://shop/x.png", "GET", 404, None, "Image"),),
+                ratings={"lcp_seconds": "good"},
+                missing={"inp_seconds": "none"},
+            ),
+        ),
+        budgets=(BudgetCheck("page_load", "warn", 3.0, 3.4, "home"),),
+        error_type=ErrorType.HTTP_ERROR,
+        error_message="HTTP 500 for POST /checkout",
+        failed_step="buy",
+    )
+
+
+def test_a_result_survives_the_wire_unchanged() -> None:
+    original = sample()
+
+    received = from_dict(json.loads(json.dumps(to_dict(original))))
+
+    assert received == original
+    assert to_dict(original)["duration_seconds"] == 1.5
+    assert to_dict(original)["schema_version"] == SCHEMA_VERSION
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d.update(schema_version=99), "$.schema_version: expected 1, got 99"),
+        (lambda d: d.pop("journey"), "$.journey: expected a non-empty string"),
+        (lambda d: d.update(status="maybe"), "$.status: expected one of passed, degraded"),
+        (
+            lambda d: d["steps"][1].update(duration_seconds="slow"),
+            "$.steps[1].duration_seconds: expected a finite number",
+        ),
+        (
+            lambda d: d["pages"][0].update(lcp_seconds=-1),
+            "$.pages[0].lcp_seconds: expected a number >= 0",
+        ),
+        (
+            lambda d: d["steps"][1].update(error_type="oops"),
+            "$.steps[1].error_type: expected one of timeout",
+        ),
+        (lambda d: d.update(run_id="x" * 500), "$.run_id: longer than 128 characters"),
+        (lambda d: d.update(steps={}), "$.steps: expected a list"),
+        (lambda d: d.update(clicks=True), "$.clicks: expected an integer >= 0"),
+    ],
+)
+def test_a_bad_document_is_refused_with_its_json_path(change: Any, message: str) -> None:
+    data = to_dict(sample())
+    change(data)
+
+    with pytest.raises(ResultFormatError) as caught:
+        from_dict(data)
+
+    assert str(caught.value).startswith(message)
+
+
+def test_a_document_that_is_not_an_object_is_refused() -> None:
+    with pytest.raises(ResultFormatError, match=r"^\$: expected an object, got list"):
+        from_dict([])
+
+
+@pytest.mark.parametrize(
+    ("vital", "value", "rating"),
+    [
+        ("lcp_seconds", 2.5, Rating.GOOD),
+        ("lcp_seconds", 2.51, Rating.NEEDS_IMPROVEMENT),
+        ("lcp_seconds", 4.01, Rating.POOR),
+        ("cls", 0.1, Rating.GOOD),
+        ("cls", 0.26, Rating.POOR),
+        ("inp_seconds", 0.3, Rating.NEEDS_IMPROVEMENT),
+        ("ttfb_seconds", 0.9, Rating.NEEDS_IMPROVEMENT),
+        ("fcp_seconds", 1.8, Rating.GOOD),
+        ("lcp_seconds", None, None),
+    ],
+)
+def test_web_vitals_are_rated_by_googles_thresholds(
+    vital: str, value: float | None, rating: Rating | None
+) -> None:
+    assert rate(vital, value) == rating
+
+
+def imports_of(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+    return found
+
+
+def test_the_result_contract_imports_only_the_standard_library() -> None:
+    imported = imports_of(ROOT / "probes" / "result.py")
+
+    allowed = {"__future__", "dataclasses", "enum", "math", "collections.abc", "typing"}
+    assert imported <= allowed, imported - allowed
+
+
+def test_the_collector_imports_nothing_of_the_agent_but_the_contract() -> None:
+    offending = {
+        f"{path.relative_to(ROOT)}: {name}"
+        for path in (ROOT / "collector").rglob("*.py")
+        for name in imports_of(path)
+        if (name.startswith("probes") and name != "probes.result") or name.startswith("playwright")
+    }
+
+    assert offending == set()
+
+
+def test_nothing_imports_the_cli_entry_point() -> None:
+    offending = {
+        str(path.relative_to(ROOT))
+        for package in ("probes", "collector")
+        for path in (ROOT / package).rglob("*.py")
+        if "probes.cli" in imports_of(path) and path.name != "cli.py"
+    }
+
+    assert offending == set()
