@@ -1,4 +1,4 @@
-"""The ``parcours`` command line: check, test, demo-shop (and run, collector, agent).
+"""The ``parcours`` command line: run, test, check, collector, agent, demo-shop.
 
 This is an entry point: it configures logging, parses arguments and calls
 into the modules; nothing imports it.
@@ -11,11 +11,16 @@ import asyncio
 import contextlib
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from probes.config import ConfigError, LoadedConfig, load_config, load_config_text
 from probes.logs import configure_logging
 from probes.result import RunResult, Status, to_dict
+
+if TYPE_CHECKING:
+    from probes.agent.agent import AgentSettings
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_CONFIG, EXIT_NO_BROWSER = 0, 1, 2, 3
 
@@ -52,10 +57,111 @@ def _parser() -> argparse.ArgumentParser:
     test.add_argument("--json", action="store_true", help="print the full result documents")
     test.set_defaults(handler=_cmd_test)
 
+    run = commands.add_parser(
+        "run", help="collector and one agent in one process (the demo shop when given no config)"
+    )
+    run.add_argument("paths", nargs="*", metavar="CONFIG", help="YAML files or directories")
+    run.add_argument("--listen", default="127.0.0.1:9480", metavar="HOST:PORT")
+    run.add_argument("--data-dir", default="data", help="where the run history lives")
+    _agent_options(run)
+    run.set_defaults(handler=_cmd_run)
+
+    collector = commands.add_parser("collector", help="serve the collector")
+    collector.add_argument("--listen", default="127.0.0.1:9480", metavar="HOST:PORT")
+    collector.add_argument("--data-dir", default="data", help="where the run history lives")
+    collector.add_argument(
+        "--history", type=int, default=1000, help="runs kept per journey, location and device"
+    )
+    collector.set_defaults(handler=_cmd_collector)
+
+    agent = commands.add_parser("agent", help="run journeys on schedule, post to a collector")
+    agent.add_argument("paths", nargs="+", metavar="CONFIG", help="YAML files or directories")
+    agent.add_argument("--collector", required=True, metavar="URL")
+    _agent_options(agent)
+    agent.set_defaults(handler=_cmd_agent)
+
     shop = commands.add_parser("demo-shop", help="serve the bundled demo shop")
     shop.add_argument("--listen", default="127.0.0.1:8081", metavar="HOST:PORT")
     shop.set_defaults(handler=_cmd_demo_shop)
     return parser
+
+
+def _agent_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--location", default="local", help="where this agent runs (a label)")
+    parser.add_argument("--agent-name", default=None, help="default: the host name")
+    parser.add_argument(
+        "--max-concurrency",
+        type=int,
+        default=None,
+        help="browser runs at once (default: CPU count)",
+    )
+    parser.add_argument("--heartbeat-interval", type=float, default=15.0, metavar="SECONDS")
+
+
+def _agent_settings(args: argparse.Namespace) -> AgentSettings:
+    from probes.agent.agent import AgentSettings
+
+    defaults = AgentSettings()
+    return AgentSettings(
+        name=args.agent_name or defaults.name,
+        location=args.location,
+        max_concurrency=args.max_concurrency or defaults.max_concurrency,
+        heartbeat_interval=args.heartbeat_interval,
+        watch_paths=tuple(args.paths),
+    )
+
+
+def _serve(coroutine: Coroutine[Any, Any, None]) -> int:
+    from probes.browser import BrowserUnavailableError
+
+    try:
+        asyncio.run(coroutine)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_BAD_CONFIG
+    except BrowserUnavailableError as exc:
+        print(f"parcours: {exc}", file=sys.stderr)
+        return EXIT_NO_BROWSER
+    except (OSError, ValueError) as exc:
+        print(f"parcours: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from probes.serve import Listen, run_embedded
+
+    def ready(url: str, demo_url: str | None) -> None:
+        print(f"parcours: metrics at {url}/metrics, runs at {url}/api/v1/runs", flush=True)
+        if demo_url:
+            print(f"parcours: no config given, probing the demo shop at {demo_url}", flush=True)
+
+    return _serve(
+        run_embedded(
+            args.paths,
+            listen=Listen.parse(args.listen),
+            data_dir=Path(args.data_dir),
+            agent_settings=_agent_settings(args),
+            scrubber=args.scrubber,
+            ready=ready,
+        )
+    )
+
+
+def _cmd_collector(args: argparse.Namespace) -> int:
+    from collector.app import CollectorSettings
+    from probes.serve import Listen, run_collector
+
+    settings = CollectorSettings(Path(args.data_dir), history_per_series=args.history)
+    return _serve(run_collector(settings, Listen.parse(args.listen)))
+
+
+def _cmd_agent(args: argparse.Namespace) -> int:
+    from probes.serve import run_remote_agent
+
+    return _serve(
+        run_remote_agent(args.paths, args.collector, _agent_settings(args), args.scrubber)
+    )
 
 
 def _cmd_check(args: argparse.Namespace) -> int:

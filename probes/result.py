@@ -365,3 +365,67 @@ def _list(
     if not isinstance(raw, list | tuple):
         raise ResultFormatError(f"{where}.{key}: expected a list")
     return tuple(parse(item, f"{where}.{key}[{index}]") for index, item in enumerate(raw))
+
+
+@dataclass(frozen=True)
+class AgentHeartbeat:
+    """An agent's own health, sent periodically so the collector can export it.
+
+    Counters are cumulative since ``started_at`` (Prometheus handles the reset
+    when an agent restarts). ``jobs`` lists the ``journey@device`` the agent
+    runs now, so the collector stops exporting journeys that were removed.
+    """
+
+    agent: str
+    location: str
+    started_at: float
+    sent_at: float
+    jobs: tuple[str, ...]
+    running: int
+    skipped_runs: int
+    missed_runs: int
+    chromium_restarts: int
+    results_dropped: int
+    config_reload_successful: bool
+    config_last_reload_success_at: float
+    lag_buckets: Mapping[str, int]
+    lag_sum: float
+    lag_count: int
+    schema_version: int = SCHEMA_VERSION
+
+
+def heartbeat_to_dict(heartbeat: AgentHeartbeat) -> dict[str, Any]:
+    """Serialise a heartbeat to JSON-ready plain data."""
+    return dataclasses.asdict(heartbeat)
+
+
+def heartbeat_from_dict(data: object) -> AgentHeartbeat:
+    """Parse and validate a heartbeat received over the wire."""
+    obj = _mapping(data, "$")
+    if obj.get("schema_version") != SCHEMA_VERSION:
+        raise ResultFormatError(
+            f"$.schema_version: expected {SCHEMA_VERSION}, got {obj.get('schema_version')!r}"
+        )
+    reload_ok = obj.get("config_reload_successful")
+    if not isinstance(reload_ok, bool):
+        raise ResultFormatError("$.config_reload_successful: expected true or false")
+    buckets = _mapping(obj.get("lag_buckets", {}), "$.lag_buckets")
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in buckets.values()):
+        raise ResultFormatError("$.lag_buckets: expected an object of integer counts")
+    return AgentHeartbeat(
+        agent=_str(obj, "agent", "$"),
+        location=_str(obj, "location", "$"),
+        started_at=_num(obj, "started_at", "$"),
+        sent_at=_num(obj, "sent_at", "$"),
+        jobs=_list(obj, "jobs", "$", _plain_str),
+        running=_int(obj, "running", "$"),
+        skipped_runs=_int(obj, "skipped_runs", "$"),
+        missed_runs=_int(obj, "missed_runs", "$"),
+        chromium_restarts=_int(obj, "chromium_restarts", "$"),
+        results_dropped=_int(obj, "results_dropped", "$"),
+        config_reload_successful=reload_ok,
+        config_last_reload_success_at=_num(obj, "config_last_reload_success_at", "$"),
+        lag_buckets={str(k): int(v) for k, v in buckets.items()},
+        lag_sum=_num(obj, "lag_sum", "$"),
+        lag_count=_int(obj, "lag_count", "$"),
+    )

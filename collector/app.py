@@ -1,0 +1,173 @@
+"""The collector service: ingest API, /metrics, run history, health.
+
+A bad request gets a 4xx whose body says why; nothing a client sends can
+take the collector down. ``create_app`` is the one factory used by
+``parcours collector``, ``parcours run`` and the tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+from aiohttp import web
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from collector.history import RunHistory
+from collector.ingest import Ingestor
+from collector.metrics import Snapshot, StateCollector
+from collector.state import CollectorState
+from probes.result import ResultFormatError
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class CollectorSettings:
+    """How a collector is run; the defaults suit one small team."""
+
+    data_dir: Path
+    history_per_series: int = 1000
+    max_body_bytes: int = 1024 * 1024
+    max_batch: int = 500
+
+    @property
+    def database(self) -> Path:
+        """The SQLite file of the run history."""
+        return self.data_dir / "runs.sqlite3"
+
+
+SETTINGS = web.AppKey("settings", CollectorSettings)
+STATE = web.AppKey("state", CollectorState)
+HISTORY = web.AppKey("history", RunHistory)
+INGESTOR = web.AppKey("ingestor", Ingestor)
+REGISTRY = web.AppKey("registry", CollectorRegistry)
+
+
+def create_app(settings: CollectorSettings) -> web.Application:
+    """The collector as an aiohttp application; resources open in ``cleanup_ctx``."""
+    app = web.Application(client_max_size=settings.max_body_bytes)
+    app[SETTINGS] = settings
+    app[STATE] = CollectorState()
+    app[REGISTRY] = CollectorRegistry()
+    app.cleanup_ctx.append(_history)
+    app.router.add_post("/api/v1/results", post_results)
+    app.router.add_post("/api/v1/heartbeats", post_heartbeat)
+    app.router.add_get("/api/v1/runs", get_runs)
+    app.router.add_get("/metrics", get_metrics)
+    app.router.add_get("/-/healthy", healthy)
+    app.router.add_get("/-/ready", ready)
+    return app
+
+
+async def _history(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    history = RunHistory(settings.database, settings.history_per_series)
+    await history.open()
+    app[HISTORY] = history
+    app[INGESTOR] = Ingestor(app[STATE], history, app[REGISTRY])
+    await app[INGESTOR].load_seen()
+    log.info("collector_ready", database=str(settings.database))
+    yield
+    await history.close()
+
+
+def _error(status: type[web.HTTPException], message: str) -> web.HTTPException:
+    return status(text=json.dumps({"error": message}), content_type="application/json")
+
+
+async def _json_body(request: web.Request) -> Any:
+    if request.content_type != "application/json":
+        raise _error(
+            web.HTTPUnsupportedMediaType,
+            f"expected Content-Type application/json, got {request.content_type or 'none'}",
+        )
+    body = await request.read()  # aiohttp answers 413 past client_max_size
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise _error(web.HTTPBadRequest, f"invalid JSON: {exc}") from None
+
+
+async def post_results(request: web.Request) -> web.Response:
+    """Accept one result document or a list of them (all valid, or none taken)."""
+    body = await _json_body(request)
+    documents = body if isinstance(body, list) else [body]
+    limit = request.app[SETTINGS].max_batch
+    if len(documents) > limit:
+        message = json.dumps({"error": f"at most {limit} results per request, got {len(documents)}"})
+        raise web.HTTPRequestEntityTooLarge(
+            max_size=limit,
+            actual_size=len(documents),
+            text=message,
+            content_type="application/json",
+        )
+    if not documents:
+        raise _error(web.HTTPBadRequest, "expected a result document or a non-empty list")
+    try:
+        outcome = request.app[INGESTOR].ingest(documents)
+    except ResultFormatError as exc:
+        log.warning("result_rejected", error=str(exc), remote=request.remote)
+        raise _error(web.HTTPBadRequest, str(exc)) from None
+    return web.json_response({"accepted": outcome.accepted, "duplicates": outcome.duplicates})
+
+
+async def post_heartbeat(request: web.Request) -> web.Response:
+    """Record an agent's health."""
+    body = await _json_body(request)
+    try:
+        request.app[INGESTOR].heartbeat(body)
+    except ResultFormatError as exc:
+        raise _error(web.HTTPBadRequest, str(exc)) from None
+    return web.json_response({"ok": True})
+
+
+async def get_runs(request: web.Request) -> web.Response:
+    """Run history, newest first: ``?journey=&location=&device=&limit=&before=``."""
+    query = request.query
+    try:
+        limit = int(query.get("limit", "50"))
+        before = float(query["before"]) if "before" in query else None
+    except ValueError:
+        raise _error(web.HTTPBadRequest, "limit must be an integer and before a number") from None
+    if not 1 <= limit <= 500:
+        raise _error(web.HTTPBadRequest, "limit must be between 1 and 500")
+    runs = await request.app[HISTORY].runs(
+        query.get("journey"), query.get("location"), query.get("device"), limit, before
+    )
+    next_before = runs[-1]["started_at"] if len(runs) == limit else None
+    return web.json_response({"runs": runs, "next_before": next_before})
+
+
+def render_metrics(snapshot: Snapshot, own: CollectorRegistry) -> bytes:
+    """The exposition text: the collector's own counters, then the journeys'."""
+    journeys = CollectorRegistry(auto_describe=False)
+    journeys.register(StateCollector(snapshot))
+    return generate_latest(own) + generate_latest(journeys)
+
+
+async def get_metrics(request: web.Request) -> web.Response:
+    """Snapshot on the loop (cheap), render in a thread (the costly part)."""
+    snapshot = Snapshot.of(request.app[STATE])
+    body = await asyncio.to_thread(render_metrics, snapshot, request.app[REGISTRY])
+    response = web.Response(body=body)
+    response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+    return response
+
+
+async def healthy(_: web.Request) -> web.Response:
+    """The process is up."""
+    return web.Response(text="Healthy\n")
+
+
+async def ready(request: web.Request) -> web.Response:
+    """Ready once the history is open and recent run ids are loaded."""
+    if INGESTOR not in request.app:
+        raise web.HTTPServiceUnavailable(text="starting\n")
+    return web.Response(text="Ready\n")

@@ -1,0 +1,210 @@
+"""Bounded run history in SQLite, written from one thread in batches.
+
+SQLite calls block, so they never run on the event loop: one worker thread
+owns the connection; ingest only enqueues. Batching commits (WAL,
+synchronous=NORMAL) is what lets one core take thousands of results per
+second. On close, everything queued is written before the file is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+log = structlog.get_logger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    journey TEXT NOT NULL,
+    location TEXT NOT NULL,
+    device TEXT NOT NULL,
+    agent TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    status TEXT NOT NULL,
+    error_type TEXT,
+    failed_step TEXT,
+    document TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS runs_series ON runs (journey, location, device, started_at DESC);
+"""
+BATCH = 500
+PRUNE_EVERY = 2_000  # inserts between two prunes of the per-series limit
+
+
+@dataclass(frozen=True)
+class HistoryRow:
+    """One run as stored: the series keys for queries, and the whole document."""
+
+    run_id: str
+    journey: str
+    location: str
+    device: str
+    agent: str
+    started_at: float
+    status: str
+    error_type: str | None
+    failed_step: str | None
+    document: dict[str, Any]
+
+
+class RunHistory:
+    """The last ``keep_per_series`` runs of every journey/location/device."""
+
+    def __init__(self, path: Path, keep_per_series: int = 1000) -> None:
+        self._path = path
+        self._keep = keep_per_series
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="history")
+        self._queue: asyncio.Queue[HistoryRow | None] = asyncio.Queue()
+        self._conn: sqlite3.Connection | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self._since_prune = 0
+
+    async def open(self) -> None:
+        """Create the file and schema, and start the batch writer."""
+        await self._call(self._open_sync)
+        self._writer = asyncio.create_task(self._write_loop(), name="history-writer")
+
+    def _open_sync(self) -> None:
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self._path, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.executescript(SCHEMA)
+        self._conn = conn
+
+    async def _call(self, func: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, func, *args)
+
+    def add(self, row: HistoryRow) -> None:
+        """Queue a run for writing; never blocks the caller."""
+        self._queue.put_nowait(row)
+
+    async def _write_loop(self) -> None:
+        while True:
+            first = await self._queue.get()
+            batch = [first]
+            while len(batch) < BATCH and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            rows = [row for row in batch if row is not None]
+            try:
+                if rows:
+                    await self._call(self._insert_sync, rows)
+            except sqlite3.Error as exc:  # disk full, corrupt file: say so loudly, keep serving
+                log.error("history_write_failed", error=str(exc), runs=len(rows))
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+            if len(rows) < len(batch):
+                return  # the close marker was in this batch
+
+    def _insert_sync(self, batch: list[HistoryRow]) -> None:
+        assert self._conn is not None
+        with self._conn:
+            self._conn.executemany(
+                "INSERT OR IGNORE INTO runs VALUES (?,?,?,?,?,?,?,?,?,?)",
+                [
+                    (
+                        r.run_id,
+                        r.journey,
+                        r.location,
+                        r.device,
+                        r.agent,
+                        r.started_at,
+                        r.status,
+                        r.error_type,
+                        r.failed_step,
+                        json.dumps(r.document, separators=(",", ":")),
+                    )
+                    for r in batch
+                ],
+            )
+        self._since_prune += len(batch)
+        if self._since_prune >= PRUNE_EVERY:
+            self._prune_sync()
+
+    def _prune_sync(self) -> None:
+        assert self._conn is not None
+        self._since_prune = 0
+        with self._conn:
+            self._conn.execute(
+                """DELETE FROM runs WHERE rowid IN (
+                     SELECT rowid FROM (
+                       SELECT rowid, ROW_NUMBER() OVER (
+                         PARTITION BY journey, location, device ORDER BY started_at DESC) AS n
+                       FROM runs) WHERE n > ?)""",
+                (self._keep,),
+            )
+
+    async def flush(self) -> None:
+        """Wait until everything queued so far is on disk (tests, shutdown)."""
+        await self._queue.join()
+
+    async def runs(
+        self,
+        journey: str | None,
+        location: str | None,
+        device: str | None,
+        limit: int,
+        before: float | None,
+    ) -> list[dict[str, Any]]:
+        """Newest first, filtered; ``before`` pages back by start time."""
+        rows: list[dict[str, Any]] = await self._call(
+            self._runs_sync, journey, location, device, limit, before
+        )
+        return rows
+
+    def _runs_sync(
+        self,
+        journey: str | None,
+        location: str | None,
+        device: str | None,
+        limit: int,
+        before: float | None,
+    ) -> list[dict[str, Any]]:
+        assert self._conn is not None
+        clauses: list[str] = []
+        params: list[str | float] = []
+        for column, value in (("journey", journey), ("location", location), ("device", device)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        if before is not None:
+            clauses.append("started_at < ?")
+            params.append(before)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        cursor = self._conn.execute(
+            f"SELECT document FROM runs {where} ORDER BY started_at DESC LIMIT ?",
+            (*params, limit),
+        )
+        return [json.loads(document) for (document,) in cursor]
+
+    async def recent_run_ids(self, limit: int) -> list[str]:
+        """The newest run ids, to refuse duplicates across a collector restart."""
+        ids: list[str] = await self._call(self._recent_sync, limit)
+        return ids
+
+    def _recent_sync(self, limit: int) -> list[str]:
+        assert self._conn is not None
+        cursor = self._conn.execute(
+            "SELECT run_id FROM runs ORDER BY started_at DESC LIMIT ?", (limit,)
+        )
+        return [run_id for (run_id,) in cursor][::-1]
+
+    async def close(self) -> None:
+        """Write what is queued, then close the file and the thread."""
+        if self._writer is not None:
+            self._queue.put_nowait(None)
+            await self._writer
+            self._writer = None
+        if self._conn is not None:
+            await self._call(self._conn.close)
+            self._conn = None
+        self._thread.shutdown(wait=True)

@@ -1,0 +1,1 @@
+"""The agent: schedules journeys, runs them, ships results, reloads its config."""

@@ -1,0 +1,222 @@
+"""The agent: keeps the schedule in line with the config, runs journeys, reports health.
+
+A bad config never takes a running agent down: the last good one keeps
+running, the errors are logged with file:line, and the heartbeat says
+``config_reload_successful: false`` until a good one arrives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from probes.agent.scheduler import JourneyScheduler
+from probes.agent.shipper import ResultSink
+from probes.agent.stats import AgentStats
+from probes.browser import BrowserManager
+from probes.config import ConfigError, LoadedConfig
+from probes.config.loader import config_files
+from probes.config.spec import JourneySpec
+from probes.logs import SecretScrubber
+from probes.result import AgentHeartbeat
+from probes.runners.journey import RunRequest, run
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    """Who and where the agent is, and how hard it may work."""
+
+    name: str = field(default_factory=socket.gethostname)
+    location: str = "local"
+    max_concurrency: int = field(default_factory=lambda: os.cpu_count() or 1)
+    heartbeat_interval: float = 15.0
+    watch_paths: tuple[str, ...] = ()  # config files/directories to watch for changes
+    watch_interval: float = 2.0
+    shutdown_grace: float = 10.0
+
+
+class Agent:
+    """Runs the current config's journeys on schedule and ships every attempt."""
+
+    def __init__(
+        self,
+        settings: AgentSettings,
+        load: Callable[[], LoadedConfig],
+        sink: ResultSink,
+        browsers: BrowserManager,
+        *,
+        scrubber: SecretScrubber | None = None,
+        stats: AgentStats | None = None,
+    ) -> None:
+        self.settings = settings
+        self.stats = stats or AgentStats()
+        self._load = load
+        self._sink = sink
+        self._browsers = browsers
+        self._scrubber = scrubber or SecretScrubber()
+        self._scheduler = JourneyScheduler(self.run_job, self.stats)
+        self._slots = asyncio.Semaphore(settings.max_concurrency)
+        self._config: LoadedConfig | None = None
+        self._running: set[asyncio.Task[Any]] = set()
+        self._background: list[asyncio.Task[None]] = []
+        self._started_at = time.time()
+        self._reload_lock = asyncio.Lock()
+
+    @property
+    def scheduler(self) -> JourneyScheduler:
+        """The schedule (tests read next run times from it)."""
+        return self._scheduler
+
+    async def start(self) -> None:
+        """Load the config (it must be valid to start), schedule, begin heartbeats."""
+        config = await asyncio.to_thread(self._load)
+        self._use(config)
+        self._scheduler.start()
+        self._background.append(asyncio.create_task(self._heartbeats(), name="heartbeats"))
+        if self.settings.watch_paths:
+            self._background.append(asyncio.create_task(self._watch(), name="config-watch"))
+        log.info(
+            "agent_started",
+            agent=self.settings.name,
+            location=self.settings.location,
+            jobs=len(self._scheduler.job_ids),
+        )
+
+    def _use(self, config: LoadedConfig) -> None:
+        self._config = config
+        self._scrubber.masker = config.masker
+        self._scheduler.apply(config.journeys)
+        self.stats.config_reload_successful = True
+        self.stats.config_last_reload_success_at = time.time()
+
+    async def reload(self, reason: str) -> bool:
+        """Reread the config; keep the old one if the new one is invalid."""
+        async with self._reload_lock:
+            try:
+                config = await asyncio.to_thread(self._load)
+            except ConfigError as exc:
+                self.stats.config_reload_successful = False
+                log.error(
+                    "config_reload_failed", reason=reason, problems=[str(p) for p in exc.problems]
+                )
+                await self._send_heartbeat()
+                return False
+            self._use(config)
+            log.info("config_reloaded", reason=reason, journeys=len(config.journeys))
+            await self._send_heartbeat()
+            return True
+
+    async def run_job(self, spec: JourneySpec, device: str, planned: datetime | None) -> None:
+        """One scheduled run: wait for a slot, run, retry a failure in a fresh context."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._running.add(task)
+        try:
+            async with self._slots:
+                if planned is not None:
+                    self.stats.observe_lag(time.time() - planned.timestamp())
+                self.stats.running += 1
+                try:
+                    await self._run_attempts(spec, device)
+                finally:
+                    self.stats.running -= 1
+        finally:
+            self._running.discard(task)
+
+    async def _run_attempts(self, spec: JourneySpec, device: str) -> None:
+        masker = self._config.masker if self._config else None
+        assert masker is not None
+        for attempt in range(1, spec.retries + 2):
+            request = RunRequest(
+                device, self.settings.location, self.settings.name, attempt, uuid.uuid4().hex
+            )
+            with structlog.contextvars.bound_contextvars(
+                journey=spec.name, device=device, attempt=attempt
+            ):
+                result = await run(spec, self._browsers, request, masker)
+            await self._sink.submit(result)
+            if result.success:
+                return
+
+    async def _heartbeats(self) -> None:
+        while True:
+            await self._send_heartbeat()
+            await asyncio.sleep(self.settings.heartbeat_interval)
+
+    def heartbeat(self) -> AgentHeartbeat:
+        """The agent's health now."""
+        return AgentHeartbeat(
+            agent=self.settings.name,
+            location=self.settings.location,
+            started_at=self._started_at,
+            sent_at=time.time(),
+            jobs=self._scheduler.job_ids,
+            running=self.stats.running,
+            skipped_runs=self.stats.skipped_runs,
+            missed_runs=self.stats.missed_runs,
+            chromium_restarts=self._browsers.restarts,
+            results_dropped=self.stats.results_dropped,
+            config_reload_successful=self.stats.config_reload_successful,
+            config_last_reload_success_at=self.stats.config_last_reload_success_at,
+            lag_buckets=self.stats.lag_buckets(),
+            lag_sum=self.stats.lag_sum,
+            lag_count=self.stats.lag_count,
+        )
+
+    async def _send_heartbeat(self) -> None:
+        await self._sink.heartbeat(self.heartbeat())
+
+    async def _watch(self) -> None:
+        """Poll the config files' signature; reload when it changes."""
+        seen = await asyncio.to_thread(_signature, self.settings.watch_paths)
+        while True:
+            await asyncio.sleep(self.settings.watch_interval)
+            now = await asyncio.to_thread(_signature, self.settings.watch_paths)
+            if now != seen:
+                seen = now
+                await self.reload("file changed")
+
+    async def stop(self) -> None:
+        """Stop scheduling, let running journeys finish (bounded), close Chromium."""
+        self._scheduler.shutdown()
+        for task in self._background:
+            task.cancel()
+        running = list(self._running)
+        if running:
+            log.info("agent_stopping", running=len(running), grace=self.settings.shutdown_grace)
+            _, pending = await asyncio.wait(running, timeout=self.settings.shutdown_grace)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=5)
+        for task in self._background:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self._browsers.close()
+        await self._sink.close()
+        log.info("agent_stopped")
+
+
+def _signature(paths: tuple[str, ...]) -> tuple[tuple[str, int, int], ...]:
+    """What changes when a config file is edited, added or removed."""
+    entries = []
+    for path in config_files(paths):
+        try:
+            status = Path(path).stat()
+        except OSError:
+            continue
+        entries.append((str(path), status.st_mtime_ns, status.st_size))
+    return tuple(entries)

@@ -1,0 +1,153 @@
+"""Getting results to the collector: one small interface, two transports.
+
+``ResultSink`` is all the agent knows. Over HTTP, results wait in a bounded
+queue and go in batches; a collector that is down is retried with backoff,
+and nothing is dropped silently: a result refused as malformed (4xx) or
+pushed out of a full queue is logged and counted in the heartbeat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from typing import Any, Protocol
+
+import aiohttp
+import structlog
+
+from probes.agent.stats import AgentStats
+from probes.result import AgentHeartbeat, RunResult, heartbeat_to_dict, to_dict
+
+log = structlog.get_logger(__name__)
+
+
+class ResultSink(Protocol):
+    """Where an agent's results and heartbeats go."""
+
+    async def submit(self, result: RunResult) -> None:
+        """Hand over one result; must not block on the network."""
+
+    async def heartbeat(self, heartbeat: AgentHeartbeat) -> None:
+        """Report the agent's health."""
+
+    async def close(self) -> None:
+        """Deliver what is pending (bounded in time), then release resources."""
+
+
+class HttpShipper:
+    """Posts results to ``COLLECTOR/api/v1/results`` in batches, retrying when it is down."""
+
+    def __init__(
+        self,
+        collector_url: str,
+        stats: AgentStats,
+        *,
+        queue_limit: int = 10_000,
+        batch: int = 100,
+        max_backoff: float = 30.0,
+        close_grace: float = 5.0,
+    ) -> None:
+        self.close_grace = close_grace
+        self._url = collector_url.rstrip("/")
+        self._stats = stats
+        self._queue: deque[dict[str, Any]] = deque()
+        self._limit = queue_limit
+        self._batch = batch
+        self._max_backoff = max_backoff
+        self._wake = asyncio.Event()
+        self._drained = asyncio.Event()
+        self._drained.set()
+        self._session: aiohttp.ClientSession | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15))
+        return self._session
+
+    async def submit(self, result: RunResult) -> None:
+        """Queue a result; a full queue drops its oldest result, counted and logged."""
+        if len(self._queue) >= self._limit:
+            dropped = self._queue.popleft()
+            self._stats.results_dropped += 1
+            log.error(
+                "result_dropped",
+                reason="queue full",
+                run_id=dropped.get("run_id"),
+                journey=dropped.get("journey"),
+            )
+        self._queue.append(to_dict(result))
+        self._drained.clear()
+        self._wake.set()
+        if self._task is None:
+            self._task = asyncio.create_task(self._send_loop(), name="shipper")
+
+    async def heartbeat(self, heartbeat: AgentHeartbeat) -> None:
+        """Post a heartbeat; a failure is logged, the next one will say the same."""
+        try:
+            async with self._http().post(
+                f"{self._url}/api/v1/heartbeats", json=heartbeat_to_dict(heartbeat)
+            ) as response:
+                if response.status >= 400:
+                    log.warning(
+                        "heartbeat_refused", status=response.status, error=await response.text()
+                    )
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("heartbeat_failed", error=str(exc) or type(exc).__name__)
+
+    async def _send_loop(self) -> None:
+        backoff = 1.0
+        while True:
+            if not self._queue:
+                self._drained.set()
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            batch = [self._queue[i] for i in range(min(self._batch, len(self._queue)))]
+            try:
+                delivered = await self._post(batch)
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                log.warning(
+                    "collector_unreachable",
+                    error=str(exc) or type(exc).__name__,
+                    pending=len(self._queue),
+                    retry_in=backoff,
+                )
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self._max_backoff)
+                continue
+            backoff = 1.0
+            for _ in range(delivered):
+                self._queue.popleft()
+
+    async def _post(self, batch: list[dict[str, Any]]) -> int:
+        """Post a batch; returns how many queued results are settled (sent or refused)."""
+        async with self._http().post(f"{self._url}/api/v1/results", json=batch) as response:
+            if response.status < 400:
+                return len(batch)
+            text = await response.text()
+            if response.status >= 500:
+                raise aiohttp.ClientError(f"collector answered {response.status}: {text}")
+        if len(batch) == 1:  # refused as malformed: retrying cannot help; say so, count it
+            self._stats.results_dropped += 1
+            log.error(
+                "result_refused", status=response.status, error=text, run_id=batch[0].get("run_id")
+            )
+            return 1
+        return await self._post(batch[:1])  # isolate the bad document, one at a time
+
+    async def close(self) -> None:
+        """Try for a while (``close_grace``) to deliver what is queued, then stop."""
+        if self._task is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._drained.wait(), self.close_grace)
+        if self._queue:
+            self._stats.results_dropped += len(self._queue)
+            log.error("results_undelivered_at_shutdown", count=len(self._queue))
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._session is not None:
+            await self._session.close()

@@ -1,0 +1,38 @@
+"""The agent's own health, sent to the collector in heartbeats."""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+
+LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+@dataclass
+class AgentStats:
+    """Cumulative counters since the agent started; one instance per agent."""
+
+    skipped_runs: int = 0
+    missed_runs: int = 0
+    results_dropped: int = 0
+    running: int = 0
+    config_reload_successful: bool = True
+    config_last_reload_success_at: float = 0.0
+    lag_counts: list[int] = field(default_factory=lambda: [0] * (len(LAG_BUCKETS) + 1))
+    lag_sum: float = 0.0
+    lag_count: int = 0
+
+    def observe_lag(self, seconds: float) -> None:
+        """Record how late a run started against its planned time."""
+        seconds = max(seconds, 0.0)
+        self.lag_counts[bisect.bisect_left(LAG_BUCKETS, seconds)] += 1
+        self.lag_sum += seconds
+        self.lag_count += 1
+
+    def lag_buckets(self) -> dict[str, int]:
+        """Cumulative bucket counts keyed by upper bound, ``+Inf`` last."""
+        running, buckets = 0, {}
+        for bound, count in zip((*map(str, LAG_BUCKETS), "+Inf"), self.lag_counts, strict=True):
+            running += count
+            buckets[bound] = running
+        return buckets

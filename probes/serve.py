@@ -1,0 +1,152 @@
+"""Long-running commands: the collector, an agent, or both in one process (`parcours run`)."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+from aiohttp import web
+
+from collector.app import INGESTOR, CollectorSettings, create_app
+from probes.agent.agent import Agent, AgentSettings
+from probes.agent.shipper import HttpShipper, ResultSink
+from probes.agent.stats import AgentStats
+from probes.browser import BrowserManager
+from probes.config import LoadedConfig, load_config, load_config_text
+from probes.demo_shop.server import URL_VARIABLE, RunningShop, demo_journey_text, start_demo_shop
+from probes.embedded import LocalSink
+from probes.logs import SecretScrubber
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Listen:
+    """A HOST:PORT to listen on."""
+
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, text: str) -> Listen:
+        """``127.0.0.1:9480``, ``:9480`` or ``[::1]:9480``."""
+        host, _, port = text.rpartition(":")
+        if not port.isdigit():
+            raise ValueError(f"expected HOST:PORT, got {text!r}")
+        return cls(host.strip("[]") or "0.0.0.0", int(port))  # an explicit ':PORT'
+
+
+async def start_collector(settings: CollectorSettings, listen: Listen) -> web.AppRunner:
+    """Start the collector app on a socket; the caller cleans the runner up."""
+    runner = web.AppRunner(create_app(settings), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, listen.host, listen.port).start()
+    return runner
+
+
+def bound_url(runner: web.AppRunner) -> str:
+    """The URL a started runner answers on (its port may have been picked by the OS)."""
+    host, port = runner.addresses[0][:2]
+    return f"http://{host}:{port}"
+
+
+def stop_on_signals(stop: asyncio.Event, reload: Callable[[], None] | None) -> None:
+    """SIGTERM and SIGINT stop; SIGHUP reloads the config."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    if reload is not None:
+        loop.add_signal_handler(signal.SIGHUP, reload)
+
+
+def config_loader(paths: list[str], demo: RunningShop | None) -> Callable[[], LoadedConfig]:
+    """Loads the given files, or the demo journey pointed at the running demo shop."""
+    if demo is not None:
+        text = demo_journey_text()
+        url = demo.url
+        return lambda: load_config_text(text, "<demo journey>", variables={URL_VARIABLE: url})
+    return lambda: load_config(paths)
+
+
+async def run_agent(
+    settings: AgentSettings,
+    *,
+    load: Callable[[], LoadedConfig],
+    sink: ResultSink,
+    scrubber: SecretScrubber,
+    stop: asyncio.Event,
+    stats: AgentStats | None = None,
+) -> None:
+    """Run an agent until ``stop`` is set, then shut it down cleanly."""
+    agent = Agent(settings, load, sink, BrowserManager(), scrubber=scrubber, stats=stats)
+    reload_tasks: set[asyncio.Task[bool]] = set()
+
+    def reload() -> None:
+        task = asyncio.create_task(agent.reload("SIGHUP"))
+        reload_tasks.add(task)
+        task.add_done_callback(reload_tasks.discard)
+
+    stop_on_signals(stop, reload)
+    try:
+        await agent.start()
+        await stop.wait()
+    finally:
+        await agent.stop()
+
+
+async def run_embedded(
+    paths: list[str],
+    *,
+    listen: Listen,
+    data_dir: Path,
+    agent_settings: AgentSettings,
+    scrubber: SecretScrubber,
+    ready: Callable[[str, str | None], None] | None = None,
+) -> None:
+    """`parcours run`: collector, agent (and the demo shop when given no config)."""
+    demo = None if paths else await start_demo_shop()
+    runner = await start_collector(CollectorSettings(data_dir), listen)
+    stop = asyncio.Event()
+    try:
+        sink = LocalSink(runner.app[INGESTOR])
+        load = config_loader(paths, demo)
+        task = asyncio.create_task(
+            run_agent(agent_settings, load=load, sink=sink, scrubber=scrubber, stop=stop)
+        )
+        await asyncio.sleep(0)
+        if ready is not None:
+            ready(bound_url(runner), demo.url if demo else None)
+        await task
+    finally:
+        stop.set()
+        await runner.cleanup()
+        if demo is not None:
+            await demo.stop()
+
+
+async def run_collector(settings: CollectorSettings, listen: Listen) -> None:
+    """`parcours collector`: serve until SIGTERM or SIGINT."""
+    runner = await start_collector(settings, listen)
+    stop = asyncio.Event()
+    stop_on_signals(stop, None)
+    log.info("collector_listening", url=bound_url(runner))
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+async def run_remote_agent(
+    paths: list[str], collector_url: str, settings: AgentSettings, scrubber: SecretScrubber
+) -> None:
+    """`parcours agent`: run journeys and post results to a collector."""
+    stats = AgentStats()
+    shipper = HttpShipper(collector_url, stats)
+    load = config_loader(paths, None)
+    await run_agent(
+        settings, load=load, sink=shipper, scrubber=scrubber, stop=asyncio.Event(), stats=stats
+    )

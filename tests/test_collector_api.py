@@ -1,0 +1,279 @@
+"""The collector's HTTP API: what agents and Prometheus see, and what bad clients get."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client.parser import text_string_to_metric_families
+
+from collector.app import HISTORY, CollectorSettings, create_app
+from probes.result import (
+    AgentHeartbeat,
+    BudgetCheck,
+    ErrorType,
+    PageResult,
+    RunResult,
+    Status,
+    StepResult,
+    heartbeat_to_dict,
+    to_dict,
+)
+
+GOLDEN = Path(__file__).parent / "golden" / "metrics_catalogue.json"
+
+
+def result(run_id: str = "r1", **changes: Any) -> RunResult:
+    base = RunResult(
+        run_id=run_id, journey="checkout", kind="browser", device="mobile", location="paris",
+        agent="agent-1", started_at=1000.0, finished_at=1002.5, status=Status.PASSED, clicks=3,
+        click_budget=3,
+        steps=(StepResult("home", "goto", Status.PASSED, 1000.0, 0.8),
+               StepResult("buy", "click", Status.PASSED, 1000.8, 1.7)),
+        pages=(PageResult("home", "http://shop/", ttfb_seconds=0.1, fcp_seconds=0.4,
+                          lcp_seconds=1.2, cls=0.01, load_seconds=0.9, transfer_bytes=5000,
+                          inp_seconds=0.05, dom_content_loaded_seconds=0.5,
+                          requests=7, ratings={"lcp_seconds": "good"}),),
+    )
+    return replace(base, **changes)
+
+
+def failed(run_id: str, started_at: float) -> RunResult:
+    return result(
+        run_id, started_at=started_at, finished_at=started_at + 1, status=Status.FAILED,
+        error_type=ErrorType.HTTP_ERROR, error_message="HTTP 500", failed_step="buy",
+        steps=(StepResult("home", "goto", Status.PASSED, started_at, 0.5),
+               StepResult("buy", "click", Status.FAILED, started_at + 0.5, 0.5,
+                          ErrorType.HTTP_ERROR, "HTTP 500")),
+    )
+
+
+def heartbeat(jobs: tuple[str, ...] = ("checkout@mobile",), **changes: Any) -> dict[str, Any]:
+    beat = AgentHeartbeat(
+        agent="agent-1", location="paris", started_at=900.0, sent_at=1000.0, jobs=jobs,
+        running=1, skipped_runs=2, missed_runs=0, chromium_restarts=1, results_dropped=0,
+        config_reload_successful=True, config_last_reload_success_at=950.0,
+        lag_buckets={"0.05": 3, "0.25": 4, "+Inf": 4}, lag_sum=0.3, lag_count=4,
+    )
+    return heartbeat_to_dict(replace(beat, **changes))
+
+
+@pytest.fixture
+async def client(tmp_path: Path) -> AsyncIterator[TestClient[Any, Any]]:
+    app = create_app(CollectorSettings(tmp_path, max_body_bytes=64 * 1024, max_batch=10))
+    async with TestClient(TestServer(app)) as test_client:
+        yield test_client
+
+
+async def samples(client: TestClient[Any, Any]) -> dict[tuple[str, tuple[tuple[str, str], ...]],
+                                                         float]:
+    response = await client.get("/metrics")
+    assert response.status == 200
+    text = await response.text()
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def value(found: dict[Any, float], name: str, **labels: str) -> float | None:
+    return found.get((name, tuple(sorted(labels.items()))))
+
+
+SERIES = {"journey": "checkout", "location": "paris", "device": "mobile"}
+
+
+async def test_a_result_shows_up_in_metrics(client: TestClient[Any, Any]) -> None:
+    response = await client.post("/api/v1/results", json=to_dict(result()))
+
+    assert response.status == 200
+    assert await response.json() == {"accepted": 1, "duplicates": 0}
+    found = await samples(client)
+    assert value(found, "parcours_journey_success", **SERIES) == 1.0
+    assert value(found, "probe_success", **SERIES) == 1.0
+    assert value(found, "probe_duration_seconds", **SERIES) == 2.5
+    assert value(found, "parcours_journey_clicks", **SERIES) == 3.0
+    assert value(found, "parcours_page_lcp_seconds", **SERIES, step="home") == 1.2
+    assert value(found, "parcours_page_vital_rating", **SERIES, step="home", vital="lcp",
+                 rating="good") == 1.0
+    assert value(found, "parcours_step_last_duration_seconds", **SERIES, step="buy") == 1.7
+    assert value(found, "parcours_journey_runs_total", **SERIES, status="passed") == 1.0
+    assert value(found, "parcours_journey_duration_seconds_bucket", **SERIES, le="3.0") == 1.0
+    assert value(found, "parcours_journey_duration_seconds_bucket", **SERIES, le="2.0") == 0.0
+
+
+async def test_a_repeated_run_id_is_accepted_once(client: TestClient[Any, Any]) -> None:
+    first = await client.post("/api/v1/results", json=to_dict(result()))
+    again = await client.post("/api/v1/results", json=[to_dict(result()), to_dict(result("r2"))])
+
+    assert await first.json() == {"accepted": 1, "duplicates": 0}
+    assert await again.json() == {"accepted": 1, "duplicates": 1}
+    found = await samples(client)
+    assert value(found, "parcours_journey_runs_total", **SERIES, status="passed") == 2.0
+    assert value(found, "parcours_collector_results_received_total", outcome="duplicate") == 1.0
+
+
+async def test_a_failure_is_counted_by_step_and_error_type_and_a_retry_does_not_hide_it(
+    client: TestClient[Any, Any],
+) -> None:
+    await client.post("/api/v1/results", json=to_dict(failed("f1", 2000.0)))
+    retry = replace(result("f1-retry", started_at=2001.5, finished_at=2003.0), attempt=2)
+    await client.post("/api/v1/results", json=to_dict(retry))
+
+    found = await samples(client)
+    assert value(found, "parcours_journey_success", **SERIES) == 1.0  # the retry passed
+    assert value(found, "parcours_journey_last_attempt", **SERIES) == 2.0
+    assert value(found, "parcours_journey_failures_total", **SERIES, step="buy",
+                 error_type="http_error") == 1.0
+    assert value(found, "parcours_journey_runs_total", **SERIES, status="failed") == 1.0
+
+
+async def test_an_older_result_arriving_late_does_not_replace_the_latest(
+    client: TestClient[Any, Any],
+) -> None:
+    await client.post("/api/v1/results", json=to_dict(failed("new", 5000.0)))
+    await client.post("/api/v1/results", json=to_dict(result("old", started_at=4000.0,
+                                                             finished_at=4001.0)))
+
+    found = await samples(client)
+    assert value(found, "parcours_journey_success", **SERIES) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "status", "message"),
+    [
+        (b"{not json", {"Content-Type": "application/json"}, 400, "invalid JSON: Expecting"),
+        (b'{"a": 1}', {"Content-Type": "text/plain"}, 415,
+         "expected Content-Type application/json, got text/plain"),
+        (json.dumps({"schema_version": 1}).encode(), {"Content-Type": "application/json"}, 400,
+         "$.run_id: expected a non-empty string"),
+        (json.dumps([{}] * 11).encode(), {"Content-Type": "application/json"}, 413,
+         "at most 10 results per request, got 11"),
+        (b"[]", {"Content-Type": "application/json"}, 400, "expected a result document"),
+        (b"x" * (65 * 1024), {"Content-Type": "application/json"}, 413, ""),
+        (b"\xff\xfe", {"Content-Type": "application/json"}, 400, "invalid JSON"),
+    ],
+    ids=["malformed", "wrong-type", "invalid-document", "batch-too-large", "empty-batch",
+         "oversized", "not-utf8"],
+)
+async def test_a_bad_request_gets_a_4xx_that_says_why_and_the_collector_keeps_serving(
+    client: TestClient[Any, Any], body: bytes, headers: dict[str, str], status: int, message: str
+) -> None:
+    response = await client.post("/api/v1/results", data=body, headers=headers)
+
+    assert response.status == status
+    assert message in await response.text()
+    assert (await client.get("/-/healthy")).status == 200
+    ok = await client.post("/api/v1/results", json=to_dict(result()))
+    assert ok.status == 200
+
+
+async def test_a_batch_with_one_bad_document_is_refused_whole_naming_it(
+    client: TestClient[Any, Any],
+) -> None:
+    bad = to_dict(result("bad"))
+    bad["steps"][0]["status"] = "sort-of"
+
+    response = await client.post("/api/v1/results", json=[to_dict(result()), bad])
+
+    assert response.status == 400
+    assert "document 1: $.steps[0].status: expected one of" in await response.text()
+    assert value(await samples(client), "parcours_journey_success", **SERIES) is None
+
+
+async def test_agent_health_is_exported_from_heartbeats(client: TestClient[Any, Any]) -> None:
+    response = await client.post("/api/v1/heartbeats", json=heartbeat())
+
+    assert response.status == 200
+    found = await samples(client)
+    agent = {"agent": "agent-1", "location": "paris"}
+    assert value(found, "parcours_agent_skipped_runs_total", **agent) == 2.0
+    assert value(found, "parcours_agent_chromium_restarts_total", **agent) == 1.0
+    assert value(found, "parcours_config_last_reload_successful", **agent) == 1.0
+    assert value(found, "parcours_agent_scheduler_lag_seconds_bucket", **agent, le="0.05") == 3.0
+    assert value(found, "parcours_agent_scheduler_lag_seconds_count", **agent) == 4.0
+
+
+async def test_a_bad_heartbeat_gets_a_400(client: TestClient[Any, Any]) -> None:
+    response = await client.post("/api/v1/heartbeats",
+                                 json=heartbeat(config_reload_successful="yes"))
+
+    assert response.status == 400
+    assert "config_reload_successful: expected true or false" in await response.text()
+
+
+async def test_a_journey_the_agent_no_longer_runs_stops_being_exported(
+    client: TestClient[Any, Any],
+) -> None:
+    await client.post("/api/v1/results", json=to_dict(result()))
+    await client.post("/api/v1/heartbeats", json=heartbeat(jobs=("login@mobile",)))
+
+    found = await samples(client)
+    assert not [key for key in found if ("journey", "checkout") in key[1]]
+
+
+async def test_run_history_pages_newest_first(client: TestClient[Any, Any]) -> None:
+    for index in range(5):
+        await client.post("/api/v1/results", json=to_dict(
+            result(f"r{index}", started_at=1000.0 + index, finished_at=1001.0 + index)))
+    await client.app[HISTORY].flush()
+
+    first = await (await client.get("/api/v1/runs?journey=checkout&limit=2")).json()
+    second = await (await client.get(
+        f"/api/v1/runs?journey=checkout&limit=2&before={first['next_before']}")).json()
+    bad = await client.get("/api/v1/runs?limit=lots")
+
+    assert [r["run_id"] for r in first["runs"]] == ["r4", "r3"]
+    assert [r["run_id"] for r in second["runs"]] == ["r2", "r1"]
+    assert bad.status == 400
+
+
+async def test_duplicates_are_refused_across_a_collector_restart(tmp_path: Path) -> None:
+    settings = CollectorSettings(tmp_path)
+    async with TestClient(TestServer(create_app(settings))) as first:
+        await first.post("/api/v1/results", json=to_dict(result()))
+    async with TestClient(TestServer(create_app(settings))) as second:
+        response = await second.post("/api/v1/results", json=to_dict(result()))
+
+        assert await response.json() == {"accepted": 0, "duplicates": 1}
+
+
+async def test_ready_and_healthy_endpoints(client: TestClient[Any, Any]) -> None:
+    assert (await client.get("/-/healthy")).status == 200
+    assert (await client.get("/-/ready")).status == 200
+
+
+async def test_metric_names_and_labels_match_the_golden_catalogue(
+    client: TestClient[Any, Any],
+) -> None:
+    """Dashboards and alerts depend on these names: change them on purpose, never by accident.
+
+    To accept a deliberate change: PARCOURS_UPDATE_GOLDEN=1 pytest -k golden_catalogue
+    """
+    degraded = replace(result("d1", started_at=3000.0, finished_at=3004.0),
+                       status=Status.DEGRADED, journey="slow",
+                       budgets=(BudgetCheck("page_load", "warn", 3.0, 3.4, "home"),))
+    await client.post("/api/v1/results", json=[to_dict(result()), to_dict(failed("f", 10.0)),
+                                               to_dict(degraded)])
+    await client.post("/api/v1/heartbeats", json=heartbeat(jobs=("checkout@mobile",
+                                                                 "slow@mobile")))
+    text = await (await client.get("/metrics")).text()
+
+    catalogue = {
+        family.name: {"type": family.type, "labels": sorted(
+            {label for s in family.samples for label in s.labels} - {"le"})}
+        for family in text_string_to_metric_families(text)
+        if family.name.startswith(("parcours_", "probe_"))
+    }
+    import os
+
+    if os.environ.get("PARCOURS_UPDATE_GOLDEN"):
+        GOLDEN.parent.mkdir(exist_ok=True)
+        GOLDEN.write_text(json.dumps(catalogue, indent=2, sort_keys=True) + "\n")
+    assert catalogue == json.loads(GOLDEN.read_text())
