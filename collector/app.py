@@ -7,7 +7,6 @@ take the collector down. ``create_app`` is the one factory used by
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from collector.history import RunHistory
 from collector.ingest import Ingestor
-from collector.metrics import Snapshot, StateCollector
+from collector.metrics import MetricsRenderer
 from collector.state import CollectorState
 from probes.result import ResultFormatError
 
@@ -48,6 +47,7 @@ STATE = web.AppKey("state", CollectorState)
 HISTORY = web.AppKey("history", RunHistory)
 INGESTOR = web.AppKey("ingestor", Ingestor)
 REGISTRY = web.AppKey("registry", CollectorRegistry)
+RENDERER = web.AppKey("renderer", MetricsRenderer)
 
 
 def create_app(settings: CollectorSettings) -> web.Application:
@@ -56,6 +56,7 @@ def create_app(settings: CollectorSettings) -> web.Application:
     app[SETTINGS] = settings
     app[STATE] = CollectorState()
     app[REGISTRY] = CollectorRegistry()
+    app[RENDERER] = MetricsRenderer()
     app.cleanup_ctx.append(_history)
     app.router.add_post("/api/v1/results", post_results)
     app.router.add_post("/api/v1/heartbeats", post_heartbeat)
@@ -101,7 +102,9 @@ async def post_results(request: web.Request) -> web.Response:
     documents = body if isinstance(body, list) else [body]
     limit = request.app[SETTINGS].max_batch
     if len(documents) > limit:
-        message = json.dumps({"error": f"at most {limit} results per request, got {len(documents)}"})
+        message = json.dumps(
+            {"error": f"at most {limit} results per request, got {len(documents)}"}
+        )
         raise web.HTTPRequestEntityTooLarge(
             max_size=limit,
             actual_size=len(documents),
@@ -145,18 +148,11 @@ async def get_runs(request: web.Request) -> web.Response:
     return web.json_response({"runs": runs, "next_before": next_before})
 
 
-def render_metrics(snapshot: Snapshot, own: CollectorRegistry) -> bytes:
-    """The exposition text: the collector's own counters, then the journeys'."""
-    journeys = CollectorRegistry(auto_describe=False)
-    journeys.register(StateCollector(snapshot))
-    return generate_latest(own) + generate_latest(journeys)
-
-
 async def get_metrics(request: web.Request) -> web.Response:
-    """Snapshot on the loop (cheap), render in a thread (the costly part)."""
-    snapshot = Snapshot.of(request.app[STATE])
-    body = await asyncio.to_thread(render_metrics, snapshot, request.app[REGISTRY])
-    response = web.Response(body=body)
+    """The collector's own counters, then every journey and agent family."""
+    own = generate_latest(request.app[REGISTRY])
+    journeys = await request.app[RENDERER].render(request.app[STATE])
+    response = web.Response(body=own + journeys.encode())
     response.headers["Content-Type"] = CONTENT_TYPE_LATEST
     return response
 

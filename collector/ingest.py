@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any, cast
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter
 
 from collector.history import HistoryRow, RunHistory
 from collector.state import CollectorState
-from probes.result import ResultFormatError, RunResult, from_dict, heartbeat_from_dict, to_dict
+from probes.result import ResultFormatError, RunResult, from_dict, heartbeat_from_dict
 
 log = structlog.get_logger(__name__)
 DEDUPE_WINDOW = 200_000  # run ids remembered to refuse repeats (agents retry within minutes)
@@ -55,29 +56,33 @@ class Ingestor:
         for run_id in await self._history.recent_run_ids(DEDUPE_WINDOW):
             self._seen[run_id] = None
 
-    def parse(self, documents: list[object]) -> list[RunResult]:
+    def parse(self, documents: list[object]) -> list[tuple[RunResult, dict[str, Any]]]:
         """Validate every document first: a batch is taken whole or refused whole."""
         results = []
         for index, document in enumerate(documents):
             try:
-                results.append(from_dict(document))
+                results.append((from_dict(document), cast(dict[str, Any], document)))
             except ResultFormatError as exc:
                 self._received.labels("rejected").inc()
                 where = f"document {index}: " if len(documents) > 1 else ""
                 raise ResultFormatError(f"{where}{exc}") from None
         return results
 
-    def accept(self, results: list[RunResult]) -> IngestOutcome:
-        """Apply parsed results; a run id already seen is acknowledged and not counted again."""
+    def accept(self, results: list[tuple[RunResult, dict[str, Any]]]) -> IngestOutcome:
+        """Apply parsed results; a run id already seen is acknowledged and not counted again.
+
+        History keeps the document as received (validated, and with any field a newer
+        agent added): re-serialising it would cost a third of ingest time.
+        """
         accepted = duplicates = 0
-        for result in results:
+        for result, document in results:
             if result.run_id in self._seen:
                 duplicates += 1
                 self._received.labels("duplicate").inc()
                 continue
             self._remember(result.run_id)
             self._state.apply(result)
-            self._history.add(_row(result))
+            self._history.add(_row(result, document))
             self._received.labels("accepted").inc()
             accepted += 1
         return IngestOutcome(accepted, duplicates)
@@ -102,7 +107,7 @@ class Ingestor:
             self._seen.popitem(last=False)
 
 
-def _row(result: RunResult) -> HistoryRow:
+def _row(result: RunResult, document: dict[str, Any]) -> HistoryRow:
     return HistoryRow(
         run_id=result.run_id,
         journey=result.journey,
@@ -113,5 +118,5 @@ def _row(result: RunResult) -> HistoryRow:
         status=result.status.value,
         error_type=result.error_type.value if result.error_type else None,
         failed_step=result.failed_step,
-        document=to_dict(result),
+        document=document,
     )

@@ -1,8 +1,10 @@
-"""What the collector knows now: the latest result per series, counters, histograms, agents.
+"""What the collector knows now: per series, the latest result, its counters and histogram.
 
 Plain data, owned by one collector instance, mutated only on the event loop.
-/metrics is built from a snapshot of it at scrape time, so a journey that an
-agent stopped running stops being exported.
+Each series carries a version that grows with every result, so /metrics can
+reuse the lines it rendered for a series until that series changes. A
+journey that an agent stopped running is forgotten, and so stops being
+exported.
 """
 
 from __future__ import annotations
@@ -15,15 +17,13 @@ from dataclasses import dataclass, field
 from probes.result import AgentHeartbeat, RunResult, Status
 
 SeriesKey = tuple[str, str, str]  # journey, location, device
-StepKey = tuple[str, str, str, str]  # journey, location, device, step
 
 JOURNEY_BUCKETS = (0.5, 1.0, 2.0, 3.0, 5.0, 8.0, 13.0, 20.0, 30.0, 60.0)
-STEP_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0)
 
 
 @dataclass
 class Histogram:
-    """Cumulative-on-export histogram of observations (seconds)."""
+    """Observations (seconds) per bucket; cumulative when exported."""
 
     bounds: tuple[float, ...]
     counts: list[int] = field(default_factory=list)
@@ -49,6 +49,28 @@ class Histogram:
 
 
 @dataclass
+class SeriesState:
+    """One journey on one device at one location."""
+
+    latest: RunResult
+    version: int = 0
+    runs: Counter[str] = field(default_factory=Counter)  # by status
+    failures: Counter[tuple[str, str]] = field(default_factory=Counter)  # (step, error type)
+    durations: Histogram = field(default_factory=lambda: Histogram(JOURNEY_BUCKETS))
+
+    def count(self, result: RunResult) -> None:
+        """Count a run (every attempt) and keep it if it is the newest."""
+        if result.started_at >= self.latest.started_at:
+            self.latest = result
+        self.runs[result.status.value] += 1
+        if result.status is Status.FAILED:
+            error = result.error_type.value if result.error_type else "unknown"
+            self.failures[(result.failed_step or "", error)] += 1
+        self.durations.observe(result.duration_seconds)
+        self.version += 1
+
+
+@dataclass
 class AgentSeen:
     """The last heartbeat of an agent and when it arrived."""
 
@@ -60,33 +82,16 @@ class AgentSeen:
 class CollectorState:
     """Everything /metrics is built from."""
 
-    latest: dict[SeriesKey, RunResult] = field(default_factory=dict)
-    runs_total: Counter[tuple[str, str, str, str]] = field(default_factory=Counter)
-    failures_total: Counter[tuple[str, str, str, str, str]] = field(default_factory=Counter)
-    journey_durations: dict[SeriesKey, Histogram] = field(default_factory=dict)
-    step_durations: dict[StepKey, Histogram] = field(default_factory=dict)
+    series: dict[SeriesKey, SeriesState] = field(default_factory=dict)
     agents: dict[tuple[str, str], AgentSeen] = field(default_factory=dict)
 
     def apply(self, result: RunResult) -> None:
-        """Count a run and keep it as latest if it is the newest of its series."""
+        """Count a run into its series, creating the series on its first run."""
         key = (result.journey, result.location, result.device)
-        current = self.latest.get(key)
-        if current is None or result.started_at >= current.started_at:
-            self.latest[key] = result
-        self.runs_total[(*key, result.status.value)] += 1
-        if result.status is Status.FAILED:
-            step = result.failed_step or ""
-            error = result.error_type.value if result.error_type else "unknown"
-            self.failures_total[(*key, step, error)] += 1
-        self.journey_durations.setdefault(key, Histogram(JOURNEY_BUCKETS)).observe(
-            result.duration_seconds
-        )
-        for step_result in result.steps:
-            if step_result.status is not Status.SKIPPED:
-                histogram = self.step_durations.setdefault(
-                    (*key, step_result.name), Histogram(STEP_BUCKETS)
-                )
-                histogram.observe(step_result.duration_seconds)
+        series = self.series.get(key)
+        if series is None:
+            series = self.series[key] = SeriesState(result)
+        series.count(result)
 
     def apply_heartbeat(self, heartbeat: AgentHeartbeat, now: float | None = None) -> None:
         """Record an agent's health and forget journeys it no longer runs."""
@@ -96,20 +101,10 @@ class CollectorState:
         running = set(heartbeat.jobs)
         gone = [
             key
-            for key, result in self.latest.items()
-            if result.agent == heartbeat.agent
-            and result.location == heartbeat.location
+            for key, series in self.series.items()
+            if series.latest.agent == heartbeat.agent
+            and series.latest.location == heartbeat.location
             and f"{key[0]}@{key[2]}" not in running
         ]
         for key in gone:
-            self.forget(key)
-
-    def forget(self, key: SeriesKey) -> None:
-        """Stop exporting a series (its journey was removed from the config)."""
-        self.latest.pop(key, None)
-        self.journey_durations.pop(key, None)
-        for counter in (self.runs_total, self.failures_total):
-            for counted in [k for k in counter if k[:3] == key]:
-                del counter[counted]
-        for step_key in [k for k in self.step_durations if k[:3] == key]:
-            del self.step_durations[step_key]
+            del self.series[key]

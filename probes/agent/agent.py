@@ -82,12 +82,15 @@ class Agent:
 
     async def start(self) -> None:
         """Load the config (it must be valid to start), schedule, begin heartbeats."""
+        # Taken before loading, so that an edit made while we load is still seen as a change.
+        signature = await asyncio.to_thread(_signature, self.settings.watch_paths)
         config = await asyncio.to_thread(self._load)
         self._use(config)
         self._scheduler.start()
         self._background.append(asyncio.create_task(self._heartbeats(), name="heartbeats"))
         if self.settings.watch_paths:
-            self._background.append(asyncio.create_task(self._watch(), name="config-watch"))
+            watch = self._watch(signature)
+            self._background.append(asyncio.create_task(watch, name="config-watch"))
         log.info(
             "agent_started",
             agent=self.settings.name,
@@ -179,9 +182,8 @@ class Agent:
     async def _send_heartbeat(self) -> None:
         await self._sink.heartbeat(self.heartbeat())
 
-    async def _watch(self) -> None:
+    async def _watch(self, seen: tuple[tuple[str, int, int], ...]) -> None:
         """Poll the config files' signature; reload when it changes."""
-        seen = await asyncio.to_thread(_signature, self.settings.watch_paths)
         while True:
             await asyncio.sleep(self.settings.watch_interval)
             now = await asyncio.to_thread(_signature, self.settings.watch_paths)

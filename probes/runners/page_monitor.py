@@ -328,7 +328,9 @@ def _in_document(event: dict[str, Any], origin_ms: float, end_ms: float | None) 
 
 def _lcp(events: list[dict[str, Any]], origin_ms: float) -> float | None:
     times = [float(e["time"]) for e in events if e["type"] == "largest-contentful-paint"]
-    return max(0.0, times[-1] - origin_ms / 1000) if times else None
+    # Epoch seconds minus the origin carry ~1e-7 s of float noise; browsers coarsen
+    # timings to 0.1 ms anyway, so that is the resolution reported.
+    return round(max(0.0, times[-1] - origin_ms / 1000), 4) if times else None
 
 
 def _cls(events: list[dict[str, Any]]) -> float:

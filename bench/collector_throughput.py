@@ -1,0 +1,199 @@
+"""Collector ingest throughput and /metrics render time.
+
+The collector runs as `parcours collector` in its own process pinned to one
+core; this script, pinned to the other, posts realistic result documents
+(5 steps, 5 pages each) over HTTP, one per request and in batches of 100,
+then times GET /metrics with 1,000 journeys x 5 steps x 3 devices loaded.
+Targets: at least 2,000 results/s; /metrics under 250 ms.
+
+    .venv/bin/python -m bench.collector_throughput [--results 20000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from bench.common import summary, write
+from probes.result import PageResult, RunResult, Status, StepResult, to_dict
+from tests.services import free_port, http_get
+
+STEPS = ("home", "search", "product", "cart", "checkout")
+DEVICES = ("desktop", "mobile", "tablet")
+
+
+def document(journey: int, device: str, run: int) -> dict[str, Any]:
+    """A result shaped like a real 5-step journey's."""
+    start = 1_700_000_000.0 + run
+    steps = tuple(
+        StepResult(name, "click", Status.PASSED, start + i, 0.3 + i / 10)
+        for i, name in enumerate(STEPS)
+    )
+    pages = tuple(
+        PageResult(
+            name,
+            f"https://shop.example/{name}?q=1",
+            ttfb_seconds=0.12,
+            fcp_seconds=0.5,
+            lcp_seconds=1.1,
+            cls=0.02,
+            dom_content_loaded_seconds=0.6,
+            load_seconds=0.9,
+            transfer_bytes=250_000,
+            requests=40,
+            ratings={
+                "ttfb_seconds": "good",
+                "fcp_seconds": "good",
+                "lcp_seconds": "good",
+                "cls": "good",
+            },
+        )
+        for name in STEPS
+    )
+    result = RunResult(
+        run_id=f"{journey}-{device}-{run}",
+        journey=f"journey-{journey:04d}",
+        kind="browser",
+        device=device,
+        location="paris",
+        agent="bench",
+        started_at=start,
+        finished_at=start + 4.2,
+        status=Status.PASSED,
+        clicks=3,
+        click_budget=3,
+        steps=steps,
+        pages=pages,
+    )
+    return to_dict(replace(result))
+
+
+def time_get(url: str) -> float:
+    """Seconds for one complete GET, body included."""
+    start = time.perf_counter()
+    status, _ = http_get(url, timeout=30)
+    assert status == 200
+    return time.perf_counter() - start
+
+
+async def post_all(url: str, docs: list[dict[str, Any]], batch: int, parallel: int) -> float:
+    """Seconds to post every document, ``batch`` per request, ``parallel`` requests in flight."""
+    chunks = [docs[i : i + batch] for i in range(0, len(docs), batch)]
+    queue: asyncio.Queue[list[dict[str, Any]]] = asyncio.Queue()
+    for chunk in chunks:
+        queue.put_nowait(chunk)
+
+    async def worker(http: aiohttp.ClientSession) -> None:
+        while not queue.empty():
+            chunk = queue.get_nowait()
+            body = chunk[0] if batch == 1 else chunk
+            async with http.post(f"{url}/api/v1/results", json=body) as response:
+                assert response.status == 200, await response.text()
+
+    connector = aiohttp.TCPConnector(limit=parallel)
+    async with aiohttp.ClientSession(connector=connector) as http:
+        start = time.perf_counter()
+        await asyncio.gather(*(worker(http) for _ in range(parallel)))
+        return time.perf_counter() - start
+
+
+def start_collector(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "probes.cli",
+            "collector",
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--data-dir",
+            str(data_dir),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    os.sched_setaffinity(process.pid, {0})
+    deadline = time.monotonic() + 20
+    while http_get(f"http://127.0.0.1:{port}/-/ready")[0] != 200:
+        if time.monotonic() > deadline:
+            raise RuntimeError("collector did not start")
+        time.sleep(0.05)
+    return process
+
+
+async def main(count: int) -> None:
+    os.sched_setaffinity(0, {1})
+    with tempfile.TemporaryDirectory() as tmp:
+        port = free_port()
+        collector = start_collector(Path(tmp), port)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            single_docs = [document(j % 1000, DEVICES[j % 3], j) for j in range(count // 4)]
+            single = await post_all(url, single_docs, batch=1, parallel=8)
+            batch_docs = [
+                document(j % 1000, DEVICES[(j // 1000) % 3], count + j) for j in range(count)
+            ]
+            batched = await post_all(url, batch_docs, batch=100, parallel=4)
+            cold, changed, unchanged, size = [], [], [], 0
+            for round_ in range(8):
+                everything = [
+                    document(j, d, 20 * count + round_ * 3000 + i)
+                    for i, (j, d) in enumerate((j, d) for j in range(1000) for d in DEVICES)
+                ]
+                await post_all(url, everything, batch=100, parallel=4)
+                cold.append(time_get(f"{url}/metrics"))
+                quarter = everything[::4]
+                for doc in quarter:
+                    doc["run_id"] += "-q"
+                    doc["started_at"] += 0.5
+                await post_all(url, quarter, batch=100, parallel=4)
+                changed.append(time_get(f"{url}/metrics"))
+                unchanged.append(time_get(f"{url}/metrics"))
+            _, body = http_get(f"{url}/metrics", timeout=30)
+            size = len(body)
+            series = sum(1 for line in body.splitlines() if line and not line.startswith("#"))
+        finally:
+            collector.send_signal(signal.SIGTERM)
+            collector.wait(timeout=30)
+    write(
+        "collector_throughput",
+        {
+            "what": "collector pinned to one core; results of 5 steps and 5 pages each",
+            "single_result_per_request": {
+                "results": len(single_docs),
+                "results_per_second": round(len(single_docs) / single),
+            },
+            "batches_of_100": {
+                "results": len(batch_docs),
+                "results_per_second": round(len(batch_docs) / batched),
+            },
+            "metrics_render": {
+                "journeys": 1000,
+                "steps": 5,
+                "devices": 3,
+                "samples": series,
+                "bytes": size,
+                "every_series_changed_seconds": summary(cold),
+                "a_quarter_changed_seconds": summary(changed),
+                "nothing_changed_seconds": summary(unchanged),
+            },
+            "targets": {"results_per_second": 2000, "metrics_seconds": 0.25},
+        },
+    )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--results", type=int, default=20_000)
+    asyncio.run(main(parser.parse_args().results))

@@ -1,0 +1,186 @@
+"""Real processes for integration tests: `parcours run`, Prometheus; free loopback ports.
+
+Every process started here is stopped by its context manager, even when the
+test fails. Waiting is done against a deadline on an observable condition,
+never a fixed sleep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+async def wait_until(
+    check: Callable[[], Awaitable[T | None]], within: float, what: str, every: float = 0.2
+) -> T:
+    """Poll ``check`` until it returns something truthy; fail naming ``what`` after ``within``."""
+    deadline = time.monotonic() + within
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = await check()
+        if last:
+            return last
+        await asyncio.sleep(every)
+    raise AssertionError(f"timed out after {within}s waiting for {what} (last: {last!r})")
+
+
+def http_get(url: str, timeout: float = 5.0) -> tuple[int, str]:
+    """A blocking GET for use from threads; (status, body), connection errors as status 0."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+    except OSError:
+        return 0, ""
+
+
+async def aget(url: str) -> tuple[int, str]:
+    """``http_get`` off the event loop."""
+    return await asyncio.to_thread(http_get, url)
+
+
+def chromium_with_marker(marker: str) -> list[int]:
+    """PIDs of live Chromium processes whose environment carries ``marker``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if b"chrom" in cmdline.lower() and marker.encode() in environ:
+            found.append(int(entry.name))
+    return found
+
+
+@contextlib.contextmanager
+def parcours_run(
+    config: Path | None, data_dir: Path, env: dict[str, str] | None = None
+) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """`parcours run` as a real process; yields it and its collector's URL."""
+    port = free_port()
+    args = [
+        sys.executable,
+        "-m",
+        "probes.cli",
+        "--log-level",
+        "info",
+        "run",
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--data-dir",
+        str(data_dir),
+        "--heartbeat-interval",
+        "1",
+    ]
+    if config is not None:
+        args.append(str(config))
+    log = (data_dir.parent / f"parcours-{port}.log").open("w")
+    process = subprocess.Popen(
+        args, stdout=log, stderr=subprocess.STDOUT, text=True, env={**os.environ, **(env or {})}
+    )
+    try:
+        yield process, f"http://127.0.0.1:{port}"
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        log.close()
+
+
+def prometheus_binary() -> str:
+    """The Prometheus server binary (Debian package `prometheus`)."""
+    found = shutil.which("prometheus")
+    if found is None:
+        raise RuntimeError("prometheus is not installed: run ./scripts/test, which installs it")
+    return found
+
+
+@contextlib.contextmanager
+def prometheus(
+    tmp: Path,
+    targets: list[str],
+    rule_files: list[Path] | None = None,
+    alertmanager: str | None = None,
+    interval: str = "1s",
+) -> Iterator[str]:
+    """A real Prometheus scraping ``targets`` (host:port) every ``interval``; yields its URL."""
+    port = free_port()
+    config: dict[str, Any] = {
+        "global": {"scrape_interval": interval, "evaluation_interval": interval},
+        "scrape_configs": [{"job_name": "parcours", "static_configs": [{"targets": targets}]}],
+        "rule_files": [str(p) for p in rule_files or []],
+    }
+    if alertmanager:
+        config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]}
+    config_file = tmp / f"prometheus-{port}.yml"
+    config_file.write_text(json.dumps(config))  # JSON is YAML
+    log = (tmp / f"prometheus-{port}.log").open("w")
+    process = subprocess.Popen(
+        [
+            prometheus_binary(),
+            f"--config.file={config_file}",
+            f"--storage.tsdb.path={tmp / f'tsdb-{port}'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--web.enable-lifecycle",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while http_get(f"{url}/-/ready")[0] != 200:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"prometheus did not start: {(tmp / log.name).read_text()}")
+            time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+async def promql(prometheus_url: str, query: str) -> list[dict[str, Any]]:
+    """Instant query; the result vector (empty when nothing matches)."""
+    url = f"{prometheus_url}/api/v1/query?{urllib.parse.urlencode({'query': query})}"
+    status, body = await aget(url)
+    assert status == 200, f"query {query!r} failed: {status} {body}"
+    data: dict[str, Any] = json.loads(body)["data"]
+    result: list[dict[str, Any]] = data["result"]
+    return result

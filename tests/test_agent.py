@@ -1,0 +1,215 @@
+"""The agent on schedule, in real Chromium, shipping to a real (in-process) collector."""
+
+from __future__ import annotations
+
+import itertools
+import textwrap
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from collector.history import RunHistory
+from collector.ingest import Ingestor
+from collector.state import CollectorState
+from probes.agent.agent import Agent, AgentSettings
+from probes.agent.scheduler import JourneyScheduler, job_id, slot_offset
+from probes.agent.stats import AgentStats
+from probes.browser import BrowserManager
+from probes.config import load_config
+from probes.demo_shop.server import RunningShop
+from probes.embedded import LocalSink
+from tests.services import wait_until
+
+
+@dataclass
+class Collector:
+    state: CollectorState
+    history: RunHistory
+    sink: LocalSink
+
+
+@pytest.fixture
+async def collector(tmp_path: Path) -> AsyncIterator[Collector]:
+    history = RunHistory(tmp_path / "runs.sqlite3")
+    await history.open()
+    state = CollectorState()
+    yield Collector(state, history, LocalSink(Ingestor(state, history, CollectorRegistry())))
+    await history.close()
+
+
+def write_config(path: Path, text: str) -> Path:
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def journey(name: str, shop: RunningShop, query: str = "", interval: str = "1s") -> str:
+    return f"""
+  - name: {name}
+    base_url: {shop.url}
+    interval: {interval}
+    devices: [desktop]
+    retries: 0
+    steps:
+      - name: home
+        goto: /{query}
+"""
+
+
+def agent_for(config: Path, collector: Collector, **settings: object) -> Agent:
+    options = {"name": "test-agent", "heartbeat_interval": 0.5, **settings}
+    return Agent(
+        AgentSettings(**options),  # type: ignore[arg-type]
+        lambda: load_config([config]),
+        collector.sink,
+        BrowserManager(),
+    )
+
+
+async def all_runs(collector: Collector) -> list[dict[str, object]]:
+    await collector.history.flush()
+    return await collector.history.runs(None, None, None, 500, None)
+
+
+@pytest.mark.slow
+async def test_a_slow_journey_never_overlaps_itself_and_the_skip_is_counted(
+    shop: RunningShop, collector: Collector, tmp_path: Path
+) -> None:
+    config = write_config(
+        tmp_path / "slow.yaml", "journeys:" + journey("slow", shop, "?delay_ms=1800")
+    )
+    agent = agent_for(config, collector)
+    await agent.start()
+    try:
+        await wait_until(lambda: _async(agent.stats.skipped_runs >= 2), 15, "two skipped runs")
+        await wait_until(lambda: _async(len(collector.state.series) == 1), 10, "a result")
+    finally:
+        await agent.stop()
+
+    runs = sorted(await all_runs(collector), key=lambda r: float(r["started_at"]))  # type: ignore[arg-type]
+    assert runs, "no run finished"
+    for earlier, later in itertools.pairwise(runs):
+        assert float(earlier["finished_at"]) <= float(later["started_at"])  # type: ignore[arg-type]
+    assert agent.heartbeat().skipped_runs == agent.stats.skipped_runs
+
+
+@pytest.mark.slow
+async def test_concurrent_browser_runs_never_exceed_the_cap(
+    shop: RunningShop, collector: Collector, tmp_path: Path
+) -> None:
+    text = "journeys:" + "".join(journey(f"j{i}", shop, "?delay_ms=400") for i in range(3))
+    agent = agent_for(write_config(tmp_path / "three.yaml", text), collector, max_concurrency=1)
+    peak = 0
+
+    async def count_runs() -> bool:
+        nonlocal peak
+        peak = max(peak, agent.stats.running)
+        return len(await all_runs(collector)) >= 5
+
+    await agent.start()
+    try:
+        await wait_until(count_runs, 20, "five runs", every=0.02)
+    finally:
+        await agent.stop()
+
+    runs = sorted(await all_runs(collector), key=lambda r: float(r["started_at"]))  # type: ignore[arg-type]
+    assert peak == 1
+    assert len({r["journey"] for r in runs}) >= 2
+    for earlier, later in itertools.pairwise(runs):
+        assert float(earlier["finished_at"]) <= float(later["started_at"]) + 0.01  # type: ignore[arg-type]
+
+
+def test_slots_spread_a_hundred_journeys_over_the_interval() -> None:
+    offsets = [slot_offset(job_id(f"journey-{i}", "mobile"), 60.0) for i in range(100)]
+
+    per_ten_seconds = [sum(1 for o in offsets if lo <= o < lo + 10) for lo in range(0, 60, 10)]
+    assert all(5 <= count <= 30 for count in per_ten_seconds), per_ten_seconds
+    assert all(0 <= o < 60 for o in offsets)
+
+
+async def test_a_restart_keeps_each_journey_in_its_slot(shop: RunningShop, tmp_path: Path) -> None:
+    config = load_config(
+        [write_config(tmp_path / "a.yaml", "journeys:" + journey("slot", shop, interval="1m"))]
+    )
+
+    async def never(*_: object) -> None:
+        return None
+
+    times = []
+    for _ in range(2):  # two agent lifetimes
+        scheduler = JourneyScheduler(never, AgentStats())
+        scheduler.apply(config.journeys)
+        scheduler.start()
+        times.append(scheduler.next_run_time("slot@desktop"))
+        scheduler.shutdown()
+
+    first, second = times
+    assert first is not None and first == second
+    expected = slot_offset("slot@desktop", 60.0) % 60
+    seconds_into_minute = (first - datetime(2000, 1, 1, tzinfo=UTC)).total_seconds() % 60
+    assert seconds_into_minute == pytest.approx(expected, abs=0.001)
+
+
+async def test_hot_reload_adds_removes_and_changes_jobs_without_touching_the_others(
+    shop: RunningShop, collector: Collector, tmp_path: Path
+) -> None:
+    path = write_config(
+        tmp_path / "live.yaml",
+        "journeys:"
+        + journey("keep", shop, interval="1h")
+        + journey("change", shop, interval="1h")
+        + journey("drop", shop, interval="1h"),
+    )
+    agent = agent_for(path, collector, watch_paths=(str(path),), watch_interval=0.1)
+    await agent.start()
+    try:
+        kept_before = agent.scheduler.next_run_time("keep@desktop")
+        path.write_text(
+            "journeys:"
+            + journey("keep", shop, interval="1h")
+            + journey("change", shop, "?v=2", interval="1h")
+            + journey("added", shop, interval="1h")
+        )
+
+        await wait_until(
+            lambda: _async("added@desktop" in agent.scheduler.job_ids),
+            10,
+            "the reload to add a job",
+        )
+
+        assert set(agent.scheduler.job_ids) == {"keep@desktop", "change@desktop", "added@desktop"}
+        assert agent.scheduler.next_run_time("keep@desktop") == kept_before
+        assert agent.stats.config_reload_successful
+
+        path.write_text("journeys:\n  - name: broken\n    stepz: []\n")
+        await wait_until(
+            lambda: _async(not agent.stats.config_reload_successful),
+            10,
+            "the invalid config to be rejected",
+        )
+
+        assert set(agent.scheduler.job_ids) == {"keep@desktop", "change@desktop", "added@desktop"}
+        seen = collector.state.agents[("test-agent", "local")]
+        assert seen.heartbeat.config_reload_successful is False
+    finally:
+        await agent.stop()
+
+
+async def test_an_invalid_config_at_start_is_refused_with_file_and_line(
+    collector: Collector, tmp_path: Path
+) -> None:
+    from probes.config import ConfigError
+
+    path = write_config(tmp_path / "bad.yaml", "journeys:\n  - name: x\n    stepz: []\n")
+    agent = agent_for(path, collector)
+
+    with pytest.raises(ConfigError, match=r"bad.yaml:3: journey \"x\", stepz: unknown key"):
+        await agent.start()
+    await agent.stop()
+
+
+async def _async(value: object) -> object:
+    return value
