@@ -28,14 +28,20 @@ EXIT_OK, EXIT_FAILED, EXIT_BAD_CONFIG, EXIT_NO_BROWSER = 0, 1, 2, 3
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse arguments and run the chosen command; returns the process exit code."""
     args = _parser().parse_args(argv)
-    args.scrubber = configure_logging(args.log_level, json=args.log_json)
+    level = args.log_level or getattr(args, "default_log_level", "warning")
+    args.scrubber = configure_logging(level, json=args.log_json)
     code: int = args.handler(args)
     return code
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="parcours", description=__doc__)
-    parser.add_argument("--log-level", default="warning", help="debug, info, warning, error")
+    parser.add_argument(
+        "--log-level",
+        default=None,
+        help="debug, info, warning, error (default: info for run, collector "
+        "and agent, warning otherwise)",
+    )
     parser.add_argument(
         "--log-json", action="store_true", default=None, help="JSON log lines even on a terminal"
     )
@@ -64,7 +70,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--listen", default="127.0.0.1:9480", metavar="HOST:PORT")
     run.add_argument("--data-dir", default="data", help="where the run history lives")
     _agent_options(run)
-    run.set_defaults(handler=_cmd_run)
+    run.set_defaults(handler=_cmd_run, default_log_level="info")
 
     collector = commands.add_parser("collector", help="serve the collector")
     collector.add_argument("--listen", default="127.0.0.1:9480", metavar="HOST:PORT")
@@ -72,13 +78,13 @@ def _parser() -> argparse.ArgumentParser:
     collector.add_argument(
         "--history", type=int, default=1000, help="runs kept per journey, location and device"
     )
-    collector.set_defaults(handler=_cmd_collector)
+    collector.set_defaults(handler=_cmd_collector, default_log_level="info")
 
     agent = commands.add_parser("agent", help="run journeys on schedule, post to a collector")
     agent.add_argument("paths", nargs="+", metavar="CONFIG", help="YAML files or directories")
     agent.add_argument("--collector", required=True, metavar="URL")
     _agent_options(agent)
-    agent.set_defaults(handler=_cmd_agent)
+    agent.set_defaults(handler=_cmd_agent, default_log_level="info")
 
     shop = commands.add_parser("demo-shop", help="serve the bundled demo shop")
     shop.add_argument("--listen", default="127.0.0.1:8081", metavar="HOST:PORT")

@@ -55,4 +55,6 @@ def configure_logging(level: str = "info", json: bool | None = None) -> SecretSc
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
+    # APScheduler logs skips and misses itself; we log them as structured events instead.
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)
     return scrubber

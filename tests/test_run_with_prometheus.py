@@ -134,3 +134,20 @@ async def test_sighup_reloads_and_sigterm_leaves_no_chromium_behind(
 
     assert code == 0
     assert chromium_with_marker(marker) == []
+
+
+async def test_run_with_no_config_probes_the_demo_shop_on_mobile_and_desktop(
+    tmp_path: Path,
+) -> None:
+    with parcours_run(None, tmp_path / "data") as (_, collector):
+
+        async def both_devices() -> bool:
+            _, body = await aget(f"{collector}/metrics")
+            return all(
+                f'parcours_journey_success{{journey="demo-checkout",location="local",'
+                f'device="{device}"}} 1.0' in body
+                for device in ("desktop", "mobile")
+            )
+
+        # The demo journey runs every 15 s, each device in its own slot of the interval.
+        await wait_until(both_devices, 15 + 15, "the demo journey on both devices")

@@ -127,10 +127,12 @@ class Agent:
         task = asyncio.current_task()
         assert task is not None
         self._running.add(task)
+        fired = time.time()
         try:
             async with self._slots:
                 if planned is not None:
-                    self.stats.observe_lag(time.time() - planned.timestamp())
+                    due = planned.timestamp()
+                    self.stats.observe_lag(time.time() - due, at_fire=fired - due)
                 self.stats.running += 1
                 try:
                     await self._run_attempts(spec, device)

@@ -9,6 +9,7 @@ skipped run is counted, as is a run missed past its grace time.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -132,7 +133,11 @@ class JourneyScheduler:
         if entry is None:
             return  # removed between firing and running
         spec, device = entry
-        await self._run_job(spec, device, self._planned.pop(name, None))
+        try:
+            await self._run_job(spec, device, self._planned.pop(name, None))
+        except asyncio.CancelledError:
+            # Only the agent's own shutdown cancels runs; APScheduler would log it as a crash.
+            log.info("run_cancelled", job=name, reason="agent stopping")
 
     def _on_event(self, event: Any) -> None:
         if event.code == EVENT_JOB_SUBMITTED and isinstance(event, JobSubmissionEvent):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+from collections import deque
 from dataclasses import dataclass, field
 
 LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -21,10 +22,13 @@ class AgentStats:
     lag_counts: list[int] = field(default_factory=lambda: [0] * (len(LAG_BUCKETS) + 1))
     lag_sum: float = 0.0
     lag_count: int = 0
+    # The last lags, (at firing, at start once a browser slot was free): benchmarks read them.
+    recent_lags: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=1000))
 
-    def observe_lag(self, seconds: float) -> None:
+    def observe_lag(self, seconds: float, at_fire: float | None = None) -> None:
         """Record how late a run started against its planned time."""
         seconds = max(seconds, 0.0)
+        self.recent_lags.append((max(at_fire if at_fire is not None else seconds, 0.0), seconds))
         self.lag_counts[bisect.bisect_left(LAG_BUCKETS, seconds)] += 1
         self.lag_sum += seconds
         self.lag_count += 1
