@@ -99,7 +99,10 @@ class BrowserManager:
     def context_options(self, device: str) -> dict[str, Any]:
         """Playwright context options for a device name (built-in or Playwright's)."""
         if device in BUILTIN_PROFILES:
-            return dict(BUILTIN_PROFILES[device])
+            options = dict(BUILTIN_PROFILES[device])
+            version = self._browser.version if self._browser is not None else "0.0.0.0"
+            options["user_agent"] = str(options["user_agent"]).format(version=version)
+            return options
         if self._playwright is None or device not in self._playwright.devices:
             raise BrowserUnavailableError(f"unknown device '{device}'")
         options = dict(self._playwright.devices[device])

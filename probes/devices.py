@@ -13,11 +13,17 @@ import re
 from pathlib import Path
 from typing import Any
 
+# Real browsers' user agents with the running Chromium's version filled in, and a Parcours
+# marker so that site owners can tell synthetic traffic from customers. Chromium's own
+# default says "HeadlessChrome", which some sites block or treat as a bot.
 MOBILE_USER_AGENT = (
     "Mozilla/5.0 (Linux; Android 14; Pixel 7) AppleWebKit/537.36 "
-    "(KHTML, like Gecko) Chrome/131.0.0.0 Mobile Safari/537.36 Parcours/0.1"
+    "(KHTML, like Gecko) Chrome/{version} Mobile Safari/537.36 Parcours/0.1"
 )
-DESKTOP_USER_AGENT_SUFFIX = "Parcours/0.1"
+DESKTOP_USER_AGENT = (
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 "
+    "(KHTML, like Gecko) Chrome/{version} Safari/537.36 Parcours/0.1"
+)
 
 # Context options for Playwright's browser.new_context(); mobile first means a
 # current mid-range Android phone, the most common customer device.
@@ -27,6 +33,7 @@ BUILTIN_PROFILES: dict[str, dict[str, Any]] = {
         "device_scale_factor": 1,
         "is_mobile": False,
         "has_touch": False,
+        "user_agent": DESKTOP_USER_AGENT,
     },
     "mobile": {
         "viewport": {"width": 412, "height": 915},

@@ -113,3 +113,18 @@ async def _in_thread(func, *args):  # type: ignore[no-untyped-def]
     import asyncio
 
     return await asyncio.to_thread(func, *args)
+
+
+async def test_the_shipped_example_runs_green_against_the_demo_shop(shop: RunningShop) -> None:
+    env = {"SHOP_URL": shop.url, "SHOP_VOUCHER": "WELCOME10-secret"}
+
+    done = await _in_thread(
+        lambda: parcours(
+            "test", "configs/example-shop.yaml", "--device", "desktop", "--device", "kiosk", env=env
+        )
+    )
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "✓ checkout-with-voucher · desktop · PASSED" in done.stdout
+    assert "✓ checkout-with-voucher · kiosk · PASSED" in done.stdout
+    assert "WELCOME10-secret" not in done.stdout + done.stderr

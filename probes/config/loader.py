@@ -7,16 +7,17 @@ import os
 import types
 import typing
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path as FsPath
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from probes.config.model import ConfigFile, Journey, merged_budgets
+from probes.conditions import NETWORKS, Network
+from probes.config.model import ConfigFile, DeviceProfile, Journey, merged_budgets
 from probes.config.spec import JourneySpec
 from probes.config.yaml_source import Path, YamlDocument, read_yaml
-from probes.devices import known_device_names
+from probes.devices import BUILTIN_PROFILES, known_device_names
 from probes.secrets import Masker
 
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -97,18 +98,29 @@ def load_config_text(
     return _load([(source, text)], env if env is not None else os.environ, variables or {}, [])
 
 
+@dataclass
+class _Profiles:
+    """Custom device and network profiles, shared by every file of a config."""
+
+    devices: dict[str, DeviceProfile] = field(default_factory=dict)
+    networks: dict[str, Network] = field(default_factory=dict)
+    device_names: set[str] = field(default_factory=set)
+    network_names: set[str] = field(default_factory=set)
+
+
 def _load(
     sources: list[tuple[str, str]],
     env: Mapping[str, str],
     variables: Mapping[str, str],
     problems: list[Problem],
 ) -> LoadedConfig:
-    journeys: list[JourneySpec] = []
-    secrets: set[str] = set()
+    docs = [(name, read_yaml(text, env, variables)) for name, text in sources]
+    secrets: set[str] = set().union(*(doc.secrets for _, doc in docs))
+    profiles = _Profiles()
+    problems.extend(_profile_names(docs, profiles))
     first_seen: dict[str, str] = {}
-    for name, text in sources:
-        doc = read_yaml(text, env, variables)
-        secrets |= doc.secrets
+    parsed_files: list[tuple[str, YamlDocument, ConfigFile]] = []
+    for name, doc in docs:
         masker = Masker(doc.secrets)
         problems.extend(
             Problem(
@@ -123,16 +135,68 @@ def _load(
         if doc.data is None and not doc.problems:
             problems.append(Problem(name, 1, "the file is empty; expected a 'journeys' list"))
             continue
-        problems.extend(_cross_checks(name, doc, first_seen))
+        problems.extend(_cross_checks(name, doc, first_seen, profiles))
         parsed = _validate(name, doc, masker, problems) if doc.data is not None else None
-        if parsed is None or doc.problems:
-            continue
-        for index, journey in enumerate(parsed.journeys):
-            where = f"{name}:{doc.line_of(('journeys', index, 'name'))}"
-            journeys.append(_resolve(parsed, journey, where))
+        if parsed is not None and not doc.problems:
+            parsed_files.append((name, doc, parsed))
+            profiles.devices.update(parsed.device_profiles)
+            profiles.networks.update(
+                (key, Network(key, n.latency * 1000, n.download_kbps, n.upload_kbps))
+                for key, n in parsed.network_profiles.items()
+            )
+    journeys = [
+        _resolve(parsed, journey, f"{name}:{doc.line_of(('journeys', index, 'name'))}", profiles)
+        for name, doc, parsed in parsed_files
+        for index, journey in enumerate(parsed.journeys)
+    ]
+    if not journeys and not problems:
+        problems.append(
+            Problem(
+                ", ".join(n for n, _ in sources) or ".",
+                1,
+                "no journeys defined; expected a 'journeys' list in some file",
+            )
+        )
     if problems:
         raise ConfigError(problems)
     return LoadedConfig(tuple(journeys), Masker(secrets), tuple(name for name, _ in sources))
+
+
+def _profile_names(docs: list[tuple[str, YamlDocument]], profiles: _Profiles) -> list[Problem]:
+    """Collect custom profile names first, so that every file may use any of them."""
+    problems = []
+    where: dict[tuple[str, str], str] = {}
+    for name, doc in docs:
+        data = doc.data if isinstance(doc.data, dict) else {}
+        for section, names, builtin in (
+            ("device_profiles", profiles.device_names, set(BUILTIN_PROFILES)),
+            ("network_profiles", profiles.network_names, set(NETWORKS)),
+        ):
+            entries = data.get(section)
+            for key in entries if isinstance(entries, dict) else {}:
+                line = doc.line_of((section, key))
+                if key in builtin:
+                    problems.append(
+                        Problem(
+                            name,
+                            line,
+                            f"'{key}' is a built-in profile; choose another name",
+                            where=f"{section}.{key}",
+                        )
+                    )
+                elif (section, key) in where:
+                    problems.append(
+                        Problem(
+                            name,
+                            line,
+                            f"profile '{key}' is already defined at {where[(section, key)]}",
+                            where=f"{section}.{key}",
+                        )
+                    )
+                else:
+                    where[(section, key)] = f"{name}:{line}"
+                    names.add(key)
+    return problems
 
 
 def _validate(
@@ -161,11 +225,17 @@ def _validate(
         return None
 
 
-def _resolve(parsed: ConfigFile, journey: Journey, where: str) -> JourneySpec:
+def _resolve(parsed: ConfigFile, journey: Journey, where: str, profiles: _Profiles) -> JourneySpec:
     defaults = parsed.defaults
 
     def pick(own: Any, default: Any) -> Any:
         return default if own is None else own
+
+    devices = pick(journey.devices, defaults.devices)
+    used_devices = {d: profiles.devices[d] for d in devices if d in profiles.devices}
+    used_networks = {pick(journey.network, defaults.network)} | {
+        p.network for p in used_devices.values()
+    }
 
     return JourneySpec(
         name=journey.name,
@@ -174,21 +244,28 @@ def _resolve(parsed: ConfigFile, journey: Journey, where: str) -> JourneySpec:
         interval=pick(journey.interval, defaults.interval),
         timeout=pick(journey.timeout, defaults.timeout),
         step_timeout=pick(journey.step_timeout, defaults.step_timeout),
-        devices=tuple(pick(journey.devices, defaults.devices)),
+        devices=tuple(devices),
         retries=pick(journey.retries, defaults.retries),
         fail_on_js_error=pick(journey.fail_on_js_error, defaults.fail_on_js_error),
         budgets=merged_budgets(defaults.budgets, journey.budgets),
         steps=tuple(journey.steps),
         source=where,
+        network=pick(journey.network, defaults.network),
+        cpu_slowdown=pick(journey.cpu_slowdown, defaults.cpu_slowdown),
+        device_profiles=used_devices,
+        network_profiles={k: v for k, v in profiles.networks.items() if k in used_networks},
     )
 
 
-def _cross_checks(name: str, doc: YamlDocument, first_seen: dict[str, str]) -> list[Problem]:
+def _cross_checks(
+    name: str, doc: YamlDocument, first_seen: dict[str, str], profiles: _Profiles
+) -> list[Problem]:
     """Checks across fields, run on the raw data so they report alongside schema errors."""
-    journeys = doc.data.get("journeys") if isinstance(doc.data, dict) else None
+    data = doc.data if isinstance(doc.data, dict) else {}
+    problems = _unknown_networks(name, doc, data, profiles)
+    journeys = data.get("journeys")
     if not isinstance(journeys, list):
-        return []
-    problems: list[Problem] = []
+        return problems
     for index, journey in enumerate(journeys):
         if not isinstance(journey, dict):
             continue
@@ -204,7 +281,44 @@ def _cross_checks(name: str, doc: YamlDocument, first_seen: dict[str, str]) -> l
             else:
                 first_seen[title] = f"{name}:{line}"
         problems.extend(_duplicate_steps(name, doc, index, title, journey.get("steps")))
-        problems.extend(_unknown_devices(name, doc, index, title, journey.get("devices")))
+        problems.extend(
+            _unknown_devices(name, doc, index, title, journey.get("devices"), profiles=profiles)
+        )
+    return problems
+
+
+def _unknown_networks(
+    name: str, doc: YamlDocument, data: dict[str, Any], profiles: _Profiles
+) -> list[Problem]:
+    """Every ``network:`` (defaults, journeys, device profiles) must name a known profile."""
+    known = sorted({*NETWORKS, *profiles.network_names})
+    places: list[tuple[Path, object, str | None]] = []
+    defaults = data.get("defaults")
+    if isinstance(defaults, dict):
+        places.append((("defaults", "network"), defaults.get("network"), None))
+    for index, journey in enumerate(data.get("journeys") or []):
+        if isinstance(journey, dict):
+            title = journey.get("name") if isinstance(journey.get("name"), str) else None
+            places.append((("journeys", index, "network"), journey.get("network"), title))
+    devices = data.get("device_profiles")
+    for key, device in devices.items() if isinstance(devices, dict) else []:
+        if isinstance(device, dict):
+            places.append((("device_profiles", key, "network"), device.get("network"), None))
+    problems = []
+    for path, value, journey in places:
+        if isinstance(value, str) and value not in known:
+            hint = difflib.get_close_matches(value, known, n=1)
+            problems.append(
+                Problem(
+                    name,
+                    doc.line_of(path),
+                    f"unknown network '{value}'"
+                    + (f"; did you mean '{hint[0]}'?" if hint else "")
+                    + f" (expected one of {', '.join(known)}, or a network_profiles entry)",
+                    journey,
+                    _format_loc(path),
+                )
+            )
     return problems
 
 
@@ -234,11 +348,17 @@ def _duplicate_steps(
 
 
 def _unknown_devices(
-    name: str, doc: YamlDocument, index: int, journey: str | None, devices: object
+    name: str,
+    doc: YamlDocument,
+    index: int,
+    journey: str | None,
+    devices: object,
+    *,
+    profiles: _Profiles,
 ) -> list[Problem]:
     if not isinstance(devices, list):
         return []
-    known = known_device_names()
+    known = [*known_device_names(), *sorted(profiles.device_names)]
     problems = []
     for position, device in enumerate(devices):
         if not isinstance(device, str) or device in known:
@@ -251,7 +371,8 @@ def _unknown_devices(
                 doc.line_of(path),
                 f"unknown device '{device}'"
                 + (f"; did you mean '{hint[0]}'?" if hint else "")
-                + " (expected desktop, mobile or a Playwright device name such as 'iPhone 13')",
+                + " (expected desktop, mobile, a Playwright device name such as 'iPhone 13', "
+                "or a device_profiles entry)",
                 journey,
                 _format_loc(path),
             )

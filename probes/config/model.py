@@ -297,6 +297,45 @@ class Step(Strict):
         return next(a for a in ACTIONS if getattr(self, a) is not None)
 
 
+class Viewport(Strict):
+    """Screen size in CSS pixels."""
+
+    width: Annotated[int, Field(ge=200, le=8000)]
+    height: Annotated[int, Field(ge=200, le=8000)]
+
+
+class DeviceProfile(Strict):
+    """A custom device (a kiosk, a POS terminal, a TV): what the site sees, what it runs on."""
+
+    viewport: Viewport
+    device_scale_factor: Annotated[float, Field(gt=0, le=5)] = 1.0
+    is_mobile: bool = False
+    has_touch: bool = False
+    user_agent: str | None = None
+    network: str | None = None
+    cpu_slowdown: Annotated[float, Field(ge=1, le=20)] | None = None
+
+    def context_options(self) -> dict[str, object]:
+        """Options for Playwright's ``browser.new_context``."""
+        options: dict[str, object] = {
+            "viewport": {"width": self.viewport.width, "height": self.viewport.height},
+            "device_scale_factor": self.device_scale_factor,
+            "is_mobile": self.is_mobile,
+            "has_touch": self.has_touch,
+        }
+        if self.user_agent is not None:
+            options["user_agent"] = self.user_agent
+        return options
+
+
+class NetworkProfile(Strict):
+    """A custom network: latency added to each request, and throughput limits (0 = none)."""
+
+    latency: Duration
+    download_kbps: Annotated[float, Field(ge=0)]
+    upload_kbps: Annotated[float, Field(ge=0)]
+
+
 class Journey(Strict):
     """A named list of steps; unset settings come from the file's defaults."""
 
@@ -308,6 +347,8 @@ class Journey(Strict):
     timeout: Duration | None = None
     step_timeout: Duration | None = None
     devices: list[str] | None = None
+    network: str | None = None
+    cpu_slowdown: Annotated[float, Field(ge=1, le=20)] | None = None
     retries: Annotated[int, Field(ge=0, le=5)] | None = None
     fail_on_js_error: bool | None = None
     budgets: JourneyBudgets | None = None
@@ -327,6 +368,8 @@ class Defaults(Strict):
     timeout: Duration = 60.0
     step_timeout: Duration = 10.0
     devices: list[str] = Field(default_factory=lambda: ["desktop", "mobile"])
+    network: str | None = None  # None: each device's own (mobile 4g, desktop unthrottled)
+    cpu_slowdown: Annotated[float, Field(ge=1, le=20)] | None = None
     retries: Annotated[int, Field(ge=0, le=5)] = 1
     fail_on_js_error: bool = True
     base_url: str | None = None
@@ -337,7 +380,9 @@ class ConfigFile(Strict):
     """One YAML file: optional defaults and a list of journeys."""
 
     defaults: Defaults = Field(default_factory=Defaults)
-    journeys: Annotated[list[Journey], Field(min_length=1)]
+    device_profiles: dict[str, DeviceProfile] = Field(default_factory=dict)
+    network_profiles: dict[str, NetworkProfile] = Field(default_factory=dict)
+    journeys: list[Journey] = Field(default_factory=list)
 
 
 def field_names(model: type[BaseModel]) -> list[str]:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
-from probes.config.model import JourneyBudgets, Step
+from probes.conditions import Network
+from probes.config.model import DeviceProfile, JourneyBudgets, Step
 
 
 @dataclass(frozen=True)
@@ -23,6 +25,11 @@ class JourneySpec:
     budgets: JourneyBudgets
     steps: tuple[Step, ...]
     source: str
+    network: str | None = None  # overrides the devices' own network when set
+    cpu_slowdown: float | None = None
+    # Only the custom profiles this journey uses, so that editing one reschedules its users.
+    device_profiles: Mapping[str, DeviceProfile] = field(default_factory=dict)
+    network_profiles: Mapping[str, Network] = field(default_factory=dict)
 
     @property
     def click_budget(self) -> int:

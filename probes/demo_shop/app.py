@@ -48,6 +48,7 @@ def create_app(faults: Faults | None = None) -> web.Application:
     app.router.add_post("/__faults", set_faults)
     app.router.add_delete("/__faults", clear_faults)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/device", device, name="device")
     return app
 
 
@@ -214,6 +215,17 @@ async def order(request: web.Request) -> web.Response:
     body = f"""<h1>Thank you for your order</h1>
 <p data-testid="order-id">Order {html.escape(request.match_info["order_id"])}</p>{voucher}"""
     return _page("Order confirmed", body)
+
+
+async def device(request: web.Request) -> web.Response:
+    """What the shop sees of the visitor: user agent (server side) and viewport (script)."""
+    agent = html.escape(request.headers.get("User-Agent", ""))
+    body = f"""<h1>Your device</h1><p data-testid="user-agent">{agent}</p>
+<p data-testid="viewport">viewport unknown</p>
+<script>document.querySelector('[data-testid=viewport]').textContent =
+  'viewport ' + innerWidth + 'x' + innerHeight + (matchMedia('(pointer: coarse)').matches
+  ? ' touch' : ' mouse');</script>"""
+    return _page("Your device", body)
 
 
 async def hero_image(request: web.Request) -> web.StreamResponse:

@@ -12,11 +12,13 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import structlog
 from playwright.async_api import BrowserContext, Error, Page
 
 from probes.browser import BrowserManager, BrowserUnavailableError
+from probes.conditions import Conditions, resolve_conditions
 from probes.config.model import Step
 from probes.config.spec import JourneySpec
 from probes.result import ErrorType, PageResult, RunResult, Status, StepResult, from_dict, to_dict
@@ -55,7 +57,7 @@ async def run(
     )
     try:
         browser = await browsers.get()
-        options = browsers.context_options(request.device)
+        options, conditions = device_setup(spec, browsers, request.device)
     except BrowserUnavailableError as exc:
         failure = StepFailure(ErrorType.BROWSER_ERROR, str(exc))
         steps = _all_skipped(spec.steps, failure)
@@ -73,7 +75,7 @@ async def run(
     started = time.time()
     context = await browser.new_context(**options)
     try:
-        steps, pages = await _run_in_context(spec, context, bound, masker)
+        steps, pages = await _run_in_context(spec, context, bound, masker, conditions)
     finally:
         await _close(context)
     return _finish(
@@ -85,7 +87,29 @@ async def run(
         pages=pages,
         masker=masker,
         bound=bound,
+        conditions={
+            **conditions.describe(),
+            "viewport": options.get("viewport"),
+            "user_agent": options.get("user_agent"),
+        },
     )
+
+
+def device_setup(
+    spec: JourneySpec, browsers: BrowserManager, device: str
+) -> tuple[dict[str, Any], Conditions]:
+    """Context options for the device, and the network and CPU it is measured under."""
+    custom = spec.device_profiles.get(device)
+    options = custom.context_options() if custom else browsers.context_options(device)
+    conditions = resolve_conditions(
+        bool(options.get("is_mobile")),
+        device_network=custom.network if custom else None,
+        device_cpu=custom.cpu_slowdown if custom else None,
+        journey_network=spec.network,
+        journey_cpu=spec.cpu_slowdown,
+        custom=dict(spec.network_profiles),
+    )
+    return options, conditions
 
 
 async def _run_in_context(
@@ -93,10 +117,12 @@ async def _run_in_context(
     context: BrowserContext,
     bound: structlog.typing.FilteringBoundLogger,
     masker: Masker,
+    conditions: Conditions,
 ) -> tuple[list[StepResult], list[PageResult]]:
     await context.add_init_script(INIT_SCRIPT)
     page = await context.new_page()
     monitor = await PageMonitor.attach(context, page)
+    await monitor.emulate(conditions)
     journey_deadline = time.monotonic() + spec.timeout
     results: list[StepResult] = []
     for step in spec.steps:
@@ -230,6 +256,7 @@ def _finish(
     pages: list[PageResult],
     masker: Masker,
     bound: structlog.typing.FilteringBoundLogger | None = None,
+    conditions: dict[str, Any] | None = None,
 ) -> RunResult:
     finished = time.time()
     clicks = sum(
@@ -277,6 +304,7 @@ def _finish(
         error_message=message,
         failed_step=failed_step.name if failed_step else None,
         attempt=request.attempt,
+        conditions=conditions or {},
     )
     if bound is not None:
         bound.info(
