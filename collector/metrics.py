@@ -87,6 +87,17 @@ JOURNEY_GAUGES: dict[str, tuple[Family, Callable[[RunResult], float]]] = {
     ),
 }
 BUDGET = _gauge("parcours_budget_exceeded", "1 for each budget the last run exceeded.")
+FAILED_STEP = _gauge(
+    "parcours_journey_failed_step",
+    "1 on the step and error type that failed the last run (absent if it passed).",
+)
+CONSECUTIVE = _gauge(
+    "parcours_journey_consecutive_failures",
+    "Scheduled runs failed in a row (0 after any success); alerts use it.",
+)
+INTERVAL = _gauge(
+    "parcours_journey_interval_seconds", "How often the journey runs; staleness alerts use it."
+)
 STEP_SUCCESS = _gauge(
     "parcours_step_success", "1 if the step passed in the last run, 0 if it failed."
 )
@@ -120,6 +131,9 @@ DURATIONS = Family("parcours_journey_duration_seconds", "histogram", "Run wall t
 
 SERIES_FAMILIES: tuple[Family, ...] = (
     *(family for family, _ in JOURNEY_GAUGES.values()),
+    FAILED_STEP,
+    CONSECUTIVE,
+    INTERVAL,
     BUDGET,
     STEP_SUCCESS,
     STEP_DURATION,
@@ -223,6 +237,13 @@ def render_series(series: SeriesState) -> dict[str, str]:
 
     for family, read in JOURNEY_GAUGES.values():
         add(family, "", "", read(result))
+    if result.status is Status.FAILED:
+        error = result.error_type.value if result.error_type else "unknown"
+        failed = f',step="{escape(result.failed_step or "")}",error_type="{error}"'
+        add(FAILED_STEP, "", failed, 1.0)
+    add(CONSECUTIVE, "", "", float(series.consecutive_failures))
+    if result.interval_seconds:
+        add(INTERVAL, "", "", result.interval_seconds)
     for check in result.budgets:
         add(
             BUDGET,

@@ -57,11 +57,16 @@ class SeriesState:
     runs: Counter[str] = field(default_factory=Counter)  # by status
     failures: Counter[tuple[str, str]] = field(default_factory=Counter)  # (step, error type)
     durations: Histogram = field(default_factory=lambda: Histogram(JOURNEY_BUCKETS))
+    consecutive_failures: int = 0  # scheduled runs (first attempts) failed in a row
 
     def count(self, result: RunResult) -> None:
         """Count a run (every attempt) and keep it if it is the newest."""
         if result.started_at >= self.latest.started_at:
             self.latest = result
+        if result.success:
+            self.consecutive_failures = 0  # a passing retry ends the streak too
+        elif result.attempt == 1:  # a retry is the same scheduled run, not another one
+            self.consecutive_failures += 1
         self.runs[result.status.value] += 1
         if result.status is Status.FAILED:
             error = result.error_type.value if result.error_type else "unknown"

@@ -160,6 +160,7 @@ class RunResult:
     failed_step: str | None = None
     attempt: int = 1
     conditions: Mapping[str, Any] = field(default_factory=dict)
+    interval_seconds: float = 0.0  # the journey's schedule; 0 for one-off runs
     schema_version: int = SCHEMA_VERSION
 
     @property
@@ -230,6 +231,7 @@ def from_dict(data: object) -> RunResult:
         failed_step=_opt_str(obj, "failed_step", "$"),
         attempt=_int(obj, "attempt", "$"),
         conditions=dict(_mapping(obj.get("conditions", {}), "$.conditions")),
+        interval_seconds=_opt_num(obj, "interval_seconds", "$") or 0.0,
     )
 
 

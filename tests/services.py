@@ -119,6 +119,50 @@ def parcours_run(
         log.close()
 
 
+def alertmanager_binary() -> str:
+    """The Alertmanager binary (Debian package `prometheus-alertmanager`)."""
+    found = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+    if found is None:
+        raise RuntimeError("alertmanager is not installed: run ./scripts/test, which installs it")
+    return found
+
+
+@contextlib.contextmanager
+def alertmanager(tmp: Path, config: dict[str, Any]) -> Iterator[str]:
+    """A real Alertmanager with ``config``, clustering off; yields its host:port."""
+    port = free_port()
+    config_file = tmp / f"alertmanager-{port}.yml"
+    config_file.write_text(json.dumps(config))
+    log = (tmp / f"alertmanager-{port}.log").open("w")
+    process = subprocess.Popen(
+        [
+            alertmanager_binary(),
+            f"--config.file={config_file}",
+            f"--storage.path={tmp / f'am-{port}'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--cluster.listen-address=",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    address = f"127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while http_get(f"http://{address}/-/ready")[0] != 200:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"alertmanager did not start: {(tmp / log.name).read_text()}")
+            time.sleep(0.1)
+        yield address
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
 def prometheus_binary() -> str:
     """The Prometheus server binary (Debian package `prometheus`)."""
     found = shutil.which("prometheus")

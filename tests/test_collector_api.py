@@ -41,6 +41,7 @@ def result(run_id: str = "r1", **changes: Any) -> RunResult:
         status=Status.PASSED,
         clicks=3,
         click_budget=3,
+        interval_seconds=60.0,
         steps=(
             StepResult("home", "goto", Status.PASSED, 1000.0, 0.8),
             StepResult("buy", "click", Status.PASSED, 1000.8, 1.7),
@@ -181,6 +182,11 @@ async def test_a_failure_is_counted_by_step_and_error_type_and_a_retry_does_not_
         )
         == 1.0
     )
+    passed_now = value(
+        found, "parcours_journey_failed_step", **SERIES, step="buy", error_type="http_error"
+    )
+    assert passed_now is None  # the last run (the retry) passed
+    assert value(found, "parcours_journey_consecutive_failures", **SERIES) == 0.0
     assert value(found, "parcours_journey_runs_total", **SERIES, status="failed") == 1.0
 
 
@@ -194,6 +200,11 @@ async def test_an_older_result_arriving_late_does_not_replace_the_latest(
 
     found = await samples(client)
     assert value(found, "parcours_journey_success", **SERIES) == 0.0
+    assert (
+        value(found, "parcours_journey_failed_step", **SERIES, step="buy", error_type="http_error")
+        == 1.0
+    )
+    assert value(found, "parcours_journey_interval_seconds", **SERIES) == 60.0
 
 
 @pytest.mark.parametrize(
@@ -358,3 +369,16 @@ async def test_metric_names_and_labels_match_the_golden_catalogue(
         GOLDEN.parent.mkdir(exist_ok=True)
         GOLDEN.write_text(json.dumps(catalogue, indent=2, sort_keys=True) + "\n")
     assert catalogue == json.loads(GOLDEN.read_text())
+
+
+async def test_consecutive_failures_count_scheduled_runs_not_retries(
+    client: TestClient[Any, Any],
+) -> None:
+    first = failed("a1", 100.0)
+    retry = replace(failed("a2", 102.0), attempt=2)
+    second = failed("b1", 160.0)
+    for run in (first, retry, second):
+        await client.post("/api/v1/results", json=to_dict(run))
+
+    found = await samples(client)
+    assert value(found, "parcours_journey_consecutive_failures", **SERIES) == 2.0

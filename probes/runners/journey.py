@@ -305,6 +305,7 @@ def _finish(
         failed_step=failed_step.name if failed_step else None,
         attempt=request.attempt,
         conditions=conditions or {},
+        interval_seconds=spec.interval,
     )
     if bound is not None:
         bound.info(
