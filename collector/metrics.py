@@ -172,7 +172,7 @@ AGENT_GAUGES: dict[str, tuple[Family, Callable[[AgentHeartbeat], float]]] = {
 AGENT_COUNTERS: dict[str, tuple[Family, Callable[[AgentHeartbeat], float]]] = {
     "skipped": (
         Family(
-            "parcours_agent_skipped_runs",
+            "parcours_agent_skipped_runs_total",
             "counter",
             "Runs skipped because the previous one still ran.",
         ),
@@ -180,7 +180,7 @@ AGENT_COUNTERS: dict[str, tuple[Family, Callable[[AgentHeartbeat], float]]] = {
     ),
     "missed": (
         Family(
-            "parcours_agent_missed_runs",
+            "parcours_agent_missed_runs_total",
             "counter",
             "Runs missed by more than the misfire grace time.",
         ),
@@ -196,7 +196,7 @@ AGENT_COUNTERS: dict[str, tuple[Family, Callable[[AgentHeartbeat], float]]] = {
     ),
     "dropped": (
         Family(
-            "parcours_agent_results_dropped",
+            "parcours_agent_results_dropped_total",
             "counter",
             "Results the agent could not deliver and dropped.",
         ),

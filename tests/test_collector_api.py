@@ -359,6 +359,7 @@ async def test_metric_names_and_labels_match_the_golden_catalogue(
         family.name: {
             "type": family.type,
             "labels": sorted({label for s in family.samples for label in s.labels} - {"le"}),
+            "samples": sorted({s.name for s in family.samples}),
         }
         for family in text_string_to_metric_families(text)
         if family.name.startswith(("parcours_", "probe_"))

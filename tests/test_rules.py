@@ -67,3 +67,14 @@ def test_the_alertmanager_config_passes_amtool() -> None:
     done = run(amtool, "check-config", "configs/alertmanager/alertmanager.yml")
 
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_every_runbook_link_has_its_section() -> None:
+    rules = yaml.safe_load((ROOT / "configs/prometheus/parcours-rules.yml").read_text())
+    runbook = (ROOT / "docs" / "runbooks.md").read_text().lower()
+    anchors = {line[3:].strip() for line in runbook.splitlines() if line.startswith("## ")}
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            if "alert" in rule:
+                anchor = rule["annotations"]["runbook_url"].split("#", 1)[1]
+                assert anchor in anchors, rule["alert"]
