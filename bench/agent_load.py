@@ -22,6 +22,7 @@ import asyncio
 import os
 import statistics
 import textwrap
+from collections.abc import Mapping
 from pathlib import Path
 
 from bench.common import write
@@ -42,7 +43,7 @@ class CountingSink:
         self.results = 0
         self.failed = 0
 
-    async def submit(self, result: RunResult) -> None:
+    async def submit(self, result: RunResult, blobs: Mapping[str, bytes]) -> None:
         self.results += 1
         self.failed += 0 if result.success else 1
 

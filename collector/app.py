@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from collector.artifacts import ArtifactRefused, ArtifactStore, RetentionLimits
 from collector.history import RunHistory
 from collector.ingest import Ingestor
 from collector.metrics import MetricsRenderer
@@ -35,6 +36,7 @@ class CollectorSettings:
     history_per_series: int = 1000
     max_body_bytes: int = 1024 * 1024
     max_batch: int = 500
+    retention: RetentionLimits = field(default_factory=RetentionLimits)
 
     @property
     def database(self) -> Path:
@@ -48,12 +50,17 @@ HISTORY = web.AppKey("history", RunHistory)
 INGESTOR = web.AppKey("ingestor", Ingestor)
 REGISTRY = web.AppKey("registry", CollectorRegistry)
 RENDERER = web.AppKey("renderer", MetricsRenderer)
+ARTIFACTS = web.AppKey("artifacts", ArtifactStore)
 
 
 def create_app(settings: CollectorSettings) -> web.Application:
     """The collector as an aiohttp application; resources open in ``cleanup_ctx``."""
-    app = web.Application(client_max_size=settings.max_body_bytes)
+    # Artifacts are the largest bodies; result bodies are held to max_body_bytes by hand.
+    app = web.Application(
+        client_max_size=max(settings.max_body_bytes, settings.retention.max_artifact_bytes)
+    )
     app[SETTINGS] = settings
+    app[ARTIFACTS] = ArtifactStore(settings.data_dir / "artifacts", settings.retention)
     app[STATE] = CollectorState()
     app[REGISTRY] = CollectorRegistry()
     app[RENDERER] = MetricsRenderer()
@@ -61,6 +68,8 @@ def create_app(settings: CollectorSettings) -> web.Application:
     app.router.add_post("/api/v1/results", post_results)
     app.router.add_post("/api/v1/heartbeats", post_heartbeat)
     app.router.add_get("/api/v1/runs", get_runs)
+    app.router.add_put("/api/v1/runs/{run_id}/artifacts/{name}", put_artifact)
+    app.router.add_get("/runs/{run_id}/artifacts/{name}", get_artifact, name="artifact")
     app.router.add_get("/metrics", get_metrics)
     app.router.add_get("/-/healthy", healthy)
     app.router.add_get("/-/ready", ready)
@@ -89,11 +98,55 @@ async def _json_body(request: web.Request) -> Any:
             web.HTTPUnsupportedMediaType,
             f"expected Content-Type application/json, got {request.content_type or 'none'}",
         )
+    limit = request.app[SETTINGS].max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise _too_large(limit, request.content_length)
     body = await request.read()  # aiohttp answers 413 past client_max_size
+    if len(body) > limit:
+        raise _too_large(limit, len(body))
     try:
         return json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise _error(web.HTTPBadRequest, f"invalid JSON: {exc}") from None
+
+
+def _too_large(limit: int, size: int) -> web.HTTPException:
+    message = json.dumps({"error": f"body of {size} bytes is over the limit of {limit}"})
+    return web.HTTPRequestEntityTooLarge(
+        max_size=limit, actual_size=size, text=message, content_type="application/json"
+    )
+
+
+async def put_artifact(request: web.Request) -> web.Response:
+    """Store one artifact of a run: a screenshot, the page's HTML or a trace."""
+    store = request.app[ARTIFACTS]
+    run_id, name = request.match_info["run_id"], request.match_info["name"]
+    try:
+        store.check(run_id, name, request.content_type, request.content_length or 0)
+        data = await request.read()
+        await store.put(run_id, name, request.content_type, data)
+    except ArtifactRefused as exc:
+        log.warning("artifact_refused", run_id=run_id[:130], name=name[:80], error=str(exc))
+        if exc.status == 413:
+            raise _too_large(store.limits.max_artifact_bytes, request.content_length or 0) from None
+        kind: type[web.HTTPException] = (
+            web.HTTPUnsupportedMediaType if exc.status == 415 else web.HTTPBadRequest
+        )
+        raise _error(kind, str(exc)) from None
+    return web.json_response({"stored": name}, status=201)
+
+
+async def get_artifact(request: web.Request) -> web.StreamResponse:
+    """Serve an artifact; captured HTML is sandboxed so the site's scripts never run here."""
+    path = request.app[ARTIFACTS].path(request.match_info["run_id"], request.match_info["name"])
+    if path is None:
+        raise web.HTTPNotFound(text="no such artifact")
+    headers = {"X-Content-Type-Options": "nosniff", "Cache-Control": "private, max-age=3600"}
+    if path.suffix == ".html":
+        headers["Content-Security-Policy"] = "sandbox; default-src 'none'; img-src data:"
+    if path.suffix == ".zip":
+        headers["Content-Disposition"] = f'attachment; filename="{path.parent.name}-trace.zip"'
+    return web.FileResponse(path, headers=headers)
 
 
 async def post_results(request: web.Request) -> web.Response:

@@ -8,19 +8,35 @@ one place on the agent's side that may import the collector.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+import structlog
+
+from collector.artifacts import CONTENT_TYPES, ArtifactRefused, ArtifactStore
 from collector.ingest import Ingestor
 from probes.result import AgentHeartbeat, RunResult, heartbeat_to_dict, to_dict
+
+log = structlog.get_logger(__name__)
 
 
 class LocalSink:
     """A ResultSink that feeds an in-process collector."""
 
-    def __init__(self, ingestor: Ingestor) -> None:
+    def __init__(self, ingestor: Ingestor, artifacts: ArtifactStore | None = None) -> None:
         self._ingestor = ingestor
+        self._artifacts = artifacts
 
-    async def submit(self, result: RunResult) -> None:
-        """Ingest as the HTTP handler would, from the wire form."""
+    async def submit(self, result: RunResult, blobs: Mapping[str, bytes]) -> None:
+        """Ingest as the HTTP handler would, from the wire form; store the artifacts."""
         self._ingestor.ingest([to_dict(result)])
+        if self._artifacts is None:
+            return
+        for name, data in blobs.items():
+            content_type = CONTENT_TYPES.get(name.rsplit(".", 1)[-1], "")
+            try:
+                await self._artifacts.put(result.run_id, name, content_type, data)
+            except ArtifactRefused as exc:
+                log.error("artifact_refused", run_id=result.run_id, name=name, error=str(exc))
 
     async def heartbeat(self, heartbeat: AgentHeartbeat) -> None:
         """Record the agent's health as the HTTP handler would."""

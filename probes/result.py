@@ -124,6 +124,17 @@ class BudgetCheck:
 
 
 @dataclass(frozen=True)
+class Artifact:
+    """Evidence kept with a run; its bytes travel separately (``PUT .../artifacts/NAME``)."""
+
+    name: str
+    kind: str  # screenshot, html, trace
+    content_type: str
+    size: int
+    step: str | None = None
+
+
+@dataclass(frozen=True)
 class StepResult:
     """One named step: what it did, how long, and why it failed if it did."""
 
@@ -161,6 +172,7 @@ class RunResult:
     attempt: int = 1
     conditions: Mapping[str, Any] = field(default_factory=dict)
     interval_seconds: float = 0.0  # the journey's schedule; 0 for one-off runs
+    artifacts: tuple[Artifact, ...] = ()
     schema_version: int = SCHEMA_VERSION
 
     @property
@@ -232,6 +244,7 @@ def from_dict(data: object) -> RunResult:
         attempt=_int(obj, "attempt", "$"),
         conditions=dict(_mapping(obj.get("conditions", {}), "$.conditions")),
         interval_seconds=_opt_num(obj, "interval_seconds", "$") or 0.0,
+        artifacts=_list(obj, "artifacts", "$", _parse_artifact),
     )
 
 
@@ -287,6 +300,17 @@ def _parse_failed_request(data: object, where: str) -> FailedRequest:
         status=None if status is None else int(status),
         error=_opt_str(obj, "error", where),
         resource_type=_str(obj, "resource_type", where),
+    )
+
+
+def _parse_artifact(data: object, where: str) -> Artifact:
+    obj = _mapping(data, where)
+    return Artifact(
+        name=_str(obj, "name", where, max_len=64),
+        kind=_str(obj, "kind", where),
+        content_type=_str(obj, "content_type", where),
+        size=_int(obj, "size", where),
+        step=_opt_str(obj, "step", where),
     )
 
 

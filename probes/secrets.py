@@ -28,6 +28,20 @@ class Masker:
             text = text.replace(form, MASK)
         return text
 
+    def hides(self, text: str) -> bool:
+        """Whether the text contains a secret (so a field typed with it must be masked)."""
+        return any(form in text for form in self._forms)
+
+    def mask_bytes(self, data: bytes) -> bytes:
+        """Mask secrets in UTF-8 text; bytes that are not text are returned unchanged."""
+        if not self._forms:
+            return data
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            return data
+        return self.mask(text).encode("utf-8")
+
     def mask_data(self, data: object) -> object:
         """Mask every string inside JSON-like data (dicts, lists, tuples)."""
         if isinstance(data, str):

@@ -11,7 +11,7 @@ from pathlib import Path
 import structlog
 from aiohttp import web
 
-from collector.app import INGESTOR, CollectorSettings, create_app
+from collector.app import ARTIFACTS, INGESTOR, CollectorSettings, create_app
 from probes.agent.agent import Agent, AgentSettings
 from probes.agent.shipper import HttpShipper, ResultSink
 from probes.agent.stats import AgentStats
@@ -112,7 +112,7 @@ async def run_embedded(
     runner = await start_collector(CollectorSettings(data_dir), listen)
     stop = asyncio.Event()
     try:
-        sink = LocalSink(runner.app[INGESTOR])
+        sink = LocalSink(runner.app[INGESTOR], runner.app[ARTIFACTS])
         load = config_loader(paths, demo)
         task = asyncio.create_task(
             run_agent(agent_settings, load=load, sink=sink, scrubber=scrubber, stop=stop)

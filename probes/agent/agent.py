@@ -30,7 +30,7 @@ from probes.config.loader import config_files
 from probes.config.spec import JourneySpec
 from probes.logs import SecretScrubber
 from probes.result import AgentHeartbeat
-from probes.runners.journey import RunRequest, run
+from probes.runners.journey import RunRequest, run_outcome
 
 log = structlog.get_logger(__name__)
 
@@ -151,8 +151,9 @@ class Agent:
             with structlog.contextvars.bound_contextvars(
                 journey=spec.name, device=device, attempt=attempt
             ):
-                result = await run(spec, self._browsers, request, masker)
-            await self._sink.submit(result)
+                outcome = await run_outcome(spec, self._browsers, request, masker)
+            result = outcome.result
+            await self._sink.submit(result, outcome.blobs)
             if result.success:
                 return
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 import aiohttp
@@ -23,10 +24,10 @@ log = structlog.get_logger(__name__)
 
 
 class ResultSink(Protocol):
-    """Where an agent's results and heartbeats go."""
+    """Where an agent's results, their artifacts and heartbeats go."""
 
-    async def submit(self, result: RunResult) -> None:
-        """Hand over one result; must not block on the network."""
+    async def submit(self, result: RunResult, blobs: Mapping[str, bytes]) -> None:
+        """Hand over one result and its artifacts' bytes; must not block on the network."""
 
     async def heartbeat(self, heartbeat: AgentHeartbeat) -> None:
         """Report the agent's health."""
@@ -52,6 +53,7 @@ class HttpShipper:
         self._url = collector_url.rstrip("/")
         self._stats = stats
         self._queue: deque[dict[str, Any]] = deque()
+        self._blobs: dict[str, Mapping[str, bytes]] = {}  # run id -> artifacts to upload
         self._limit = queue_limit
         self._batch = batch
         self._max_backoff = max_backoff
@@ -66,10 +68,13 @@ class HttpShipper:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15))
         return self._session
 
-    async def submit(self, result: RunResult) -> None:
+    async def submit(self, result: RunResult, blobs: Mapping[str, bytes]) -> None:
         """Queue a result; a full queue drops its oldest result, counted and logged."""
+        if blobs:
+            self._blobs[result.run_id] = blobs
         if len(self._queue) >= self._limit:
             dropped = self._queue.popleft()
+            self._blobs.pop(str(dropped.get("run_id")), None)
             self._stats.results_dropped += 1
             log.error(
                 "result_dropped",
@@ -119,7 +124,31 @@ class HttpShipper:
                 continue
             backoff = 1.0
             for _ in range(delivered):
-                self._queue.popleft()
+                sent = self._queue.popleft()
+                await self._upload(str(sent.get("run_id")))
+
+    async def _upload(self, run_id: str) -> None:
+        """Send a delivered result's artifacts; a refusal or failure is logged and counted."""
+        for name, data in self._blobs.pop(run_id, {}).items():
+            kind = {"png": "image/png", "html": "text/html", "zip": "application/zip"}
+            content_type = kind.get(name.rsplit(".", 1)[-1], "application/octet-stream")
+            url = f"{self._url}/api/v1/runs/{run_id}/artifacts/{name}"
+            try:
+                async with self._http().put(
+                    url, data=data, headers={"Content-Type": content_type}
+                ) as response:
+                    if response.status >= 400:
+                        self._stats.artifacts_dropped += 1
+                        log.error(
+                            "artifact_refused",
+                            run_id=run_id,
+                            name=name,
+                            status=response.status,
+                            error=await response.text(),
+                        )
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                self._stats.artifacts_dropped += 1
+                log.error("artifact_upload_failed", run_id=run_id, name=name, error=str(exc))
 
     async def _post(self, batch: list[dict[str, Any]]) -> int:
         """Post a batch; returns how many queued results are settled (sent or refused)."""

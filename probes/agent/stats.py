@@ -16,6 +16,7 @@ class AgentStats:
     skipped_runs: int = 0
     missed_runs: int = 0
     results_dropped: int = 0
+    artifacts_dropped: int = 0
     running: int = 0
     config_reload_successful: bool = True
     config_last_reload_success_at: float = 0.0

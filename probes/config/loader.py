@@ -253,6 +253,7 @@ def _resolve(parsed: ConfigFile, journey: Journey, where: str, profiles: _Profil
         network=pick(journey.network, defaults.network),
         cpu_slowdown=pick(journey.cpu_slowdown, defaults.cpu_slowdown),
         device_profiles=used_devices,
+        evidence=journey.evidence or defaults.evidence,
         network_profiles={k: v for k, v in profiles.networks.items() if k in used_networks},
     )
 

@@ -336,6 +336,18 @@ class NetworkProfile(Strict):
     upload_kbps: Annotated[float, Field(ge=0)]
 
 
+Policy = Literal["never", "on_failure", "always"]
+
+
+class EvidenceSettings(Strict):
+    """What to keep for on-call: on a failed step (and the last page of a degraded run)."""
+
+    screenshots: Policy = "on_failure"
+    full_page: bool = False
+    html: bool = True
+    trace: Policy = "on_failure"
+
+
 class Journey(Strict):
     """A named list of steps; unset settings come from the file's defaults."""
 
@@ -352,6 +364,7 @@ class Journey(Strict):
     retries: Annotated[int, Field(ge=0, le=5)] | None = None
     fail_on_js_error: bool | None = None
     budgets: JourneyBudgets | None = None
+    evidence: EvidenceSettings | None = None
     steps: Annotated[list[Step], Field(min_length=1)]
 
     @model_validator(mode="after")
@@ -374,6 +387,7 @@ class Defaults(Strict):
     fail_on_js_error: bool = True
     base_url: str | None = None
     budgets: JourneyBudgets | None = None
+    evidence: EvidenceSettings = Field(default_factory=EvidenceSettings)
 
 
 class ConfigFile(Strict):

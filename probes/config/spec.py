@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from probes.conditions import Network
-from probes.config.model import DeviceProfile, JourneyBudgets, Step
+from probes.config.model import DeviceProfile, EvidenceSettings, JourneyBudgets, Step
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,7 @@ class JourneySpec:
     # Only the custom profiles this journey uses, so that editing one reschedules its users.
     device_profiles: Mapping[str, DeviceProfile] = field(default_factory=dict)
     network_profiles: Mapping[str, Network] = field(default_factory=dict)
+    evidence: EvidenceSettings = field(default_factory=EvidenceSettings)
 
     @property
     def click_budget(self) -> int:

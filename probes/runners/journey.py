@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -21,8 +21,24 @@ from probes.browser import BrowserManager, BrowserUnavailableError
 from probes.conditions import Conditions, resolve_conditions
 from probes.config.model import Step
 from probes.config.spec import JourneySpec
-from probes.result import ErrorType, PageResult, RunResult, Status, StepResult, from_dict, to_dict
+from probes.result import (
+    Artifact,
+    ErrorType,
+    PageResult,
+    RunResult,
+    Status,
+    StepResult,
+    from_dict,
+    to_dict,
+)
 from probes.runners.budgets import check_budgets, describe
+from probes.runners.evidence import (
+    Evidence,
+    capture_page,
+    secret_fields,
+    start_trace,
+    stop_trace,
+)
 from probes.runners.failures import StepFailure, first_line
 from probes.runners.page_monitor import INIT_SCRIPT, PageMonitor
 from probes.runners.steps import Deadline, check, perform
@@ -47,10 +63,25 @@ class RunRequest:
     run_id: str = ""
 
 
+@dataclass(frozen=True)
+class RunOutcome:
+    """A run's result, and the bytes of the artifacts it names (uploaded beside it)."""
+
+    result: RunResult
+    blobs: Mapping[str, bytes]
+
+
 async def run(
     spec: JourneySpec, browsers: BrowserManager, request: RunRequest, masker: Masker
 ) -> RunResult:
-    """Run one journey once; every secret is masked in what comes back."""
+    """Run one journey once, keeping only the result (artifacts are dropped: see run_outcome)."""
+    return (await run_outcome(spec, browsers, request, masker)).result
+
+
+async def run_outcome(
+    spec: JourneySpec, browsers: BrowserManager, request: RunRequest, masker: Masker
+) -> RunOutcome:
+    """Run one journey once; every secret is masked in what comes back, artifacts too."""
     run_id = request.run_id or uuid.uuid4().hex
     bound = log.bind(
         journey=spec.name, device=request.device, location=request.location, run_id=run_id
@@ -61,7 +92,7 @@ async def run(
     except BrowserUnavailableError as exc:
         failure = StepFailure(ErrorType.BROWSER_ERROR, str(exc))
         steps = _all_skipped(spec.steps, failure)
-        return _finish(
+        result = _finish(
             spec,
             request=request,
             run_id=run_id,
@@ -71,14 +102,15 @@ async def run(
             masker=masker,
             bound=bound,
         )
+        return RunOutcome(result, {})
     # The clock starts once Chromium is up: a launch is the agent's cost, not the site's.
     started = time.time()
     context = await browser.new_context(**options)
     try:
-        steps, pages = await _run_in_context(spec, context, bound, masker, conditions)
+        steps, pages, evidence = await _run_in_context(spec, context, bound, masker, conditions)
     finally:
         await _close(context)
-    return _finish(
+    result = _finish(
         spec,
         request=request,
         run_id=run_id,
@@ -92,7 +124,9 @@ async def run(
             "viewport": options.get("viewport"),
             "user_agent": options.get("user_agent"),
         },
+        artifacts=evidence.artifacts,
     )
+    return RunOutcome(result, evidence.blobs)
 
 
 def device_setup(
@@ -118,14 +152,19 @@ async def _run_in_context(
     bound: structlog.typing.FilteringBoundLogger,
     masker: Masker,
     conditions: Conditions,
-) -> tuple[list[StepResult], list[PageResult]]:
+) -> tuple[list[StepResult], list[PageResult], Evidence]:
+    evidence = Evidence()
+    settings = spec.evidence
+    tracing = await start_trace(context, settings)
     await context.add_init_script(INIT_SCRIPT)
     page = await context.new_page()
     monitor = await PageMonitor.attach(context, page)
     await monitor.emulate(conditions)
+    secrets = secret_fields(spec.steps, masker)
     journey_deadline = time.monotonic() + spec.timeout
+    started = time.time()
     results: list[StepResult] = []
-    for step in spec.steps:
+    for index, step in enumerate(spec.steps, start=1):
         if results and results[-1].status in (Status.FAILED, Status.SKIPPED):
             results.append(_skipped(step))
             continue
@@ -138,8 +177,53 @@ async def _run_in_context(
                 error_type=result.error_type,
                 error=masker.mask(result.error_message or ""),
             )
+            if not monitor.pending_navigation() and not monitor.crashed:
+                await capture_page(
+                    page,
+                    evidence,
+                    step=step.name,
+                    prefix=f"step-{index:02d}",
+                    settings=settings,
+                    masker=masker,
+                    secrets=secrets,
+                )
     await monitor.settle()
-    return [_with_interaction(r, monitor) for r in results], monitor.results()
+    steps, pages = [_with_interaction(r, monitor) for r in results], monitor.results()
+    failed = any(r.status is Status.FAILED for r in steps)
+    clicks = _clicks(spec, steps)
+    slow = bool(
+        check_budgets(
+            spec.budgets,
+            steps=spec.steps,
+            step_results=steps,
+            pages=pages,
+            clicks=clicks,
+            duration=time.time() - started,
+        )
+    )
+    if not failed and (settings.screenshots == "always" or slow):
+        await capture_page(
+            page,
+            evidence,
+            step=steps[-1].name,
+            prefix="final",
+            settings=settings,
+            masker=masker,
+            secrets=secrets,
+        )
+    if tracing:
+        keep = settings.trace == "always" or failed or slow
+        await stop_trace(context, evidence, keep=keep, masker=masker)
+    return steps, pages, evidence
+
+
+def _clicks(spec: JourneySpec, steps: list[StepResult]) -> int:
+    """Clicks the journey actually made (a failed click did not take the customer anywhere)."""
+    return sum(
+        1
+        for s, r in zip(spec.steps, steps, strict=True)
+        if s.action == "click" and r.status is Status.PASSED
+    )
 
 
 def _with_interaction(result: StepResult, monitor: PageMonitor) -> StepResult:
@@ -257,13 +341,10 @@ def _finish(
     masker: Masker,
     bound: structlog.typing.FilteringBoundLogger | None = None,
     conditions: dict[str, Any] | None = None,
+    artifacts: list[Artifact] | None = None,
 ) -> RunResult:
     finished = time.time()
-    clicks = sum(
-        1
-        for s, r in zip(spec.steps, steps, strict=True)
-        if s.action == "click" and r.status is Status.PASSED
-    )
+    clicks = _clicks(spec, steps)
     budgets = check_budgets(
         spec.budgets,
         steps=spec.steps,
@@ -306,6 +387,7 @@ def _finish(
         attempt=request.attempt,
         conditions=conditions or {},
         interval_seconds=spec.interval,
+        artifacts=tuple(artifacts or ()),
     )
     if bound is not None:
         bound.info(
