@@ -7,7 +7,9 @@ take the collector down. ``create_app`` is the one factory used by
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,12 +20,13 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from collector import pages
 from collector.artifacts import ArtifactRefused, ArtifactStore, RetentionLimits
 from collector.history import RunHistory
 from collector.ingest import Ingestor
 from collector.metrics import MetricsRenderer
 from collector.state import CollectorState
-from probes.result import ResultFormatError
+from probes.result import ResultFormatError, to_dict
 
 log = structlog.get_logger(__name__)
 
@@ -71,6 +74,11 @@ def create_app(settings: CollectorSettings) -> web.Application:
     app.router.add_put("/api/v1/runs/{run_id}/artifacts/{name}", put_artifact)
     app.router.add_get("/runs/{run_id}/artifacts/{name}", get_artifact, name="artifact")
     app.router.add_get("/metrics", get_metrics)
+    app.router.add_get("/", to_status)
+    app.router.add_get("/status", status_overview)
+    app.router.add_get("/status/journeys/{journey}", status_journey)
+    app.router.add_get("/status/journeys/{journey}/latest-failure", status_latest_failure)
+    app.router.add_get("/status/runs/{run_id}", status_run)
     app.router.add_get("/-/healthy", healthy)
     app.router.add_get("/-/ready", ready)
     return app
@@ -138,7 +146,10 @@ async def put_artifact(request: web.Request) -> web.Response:
 
 async def get_artifact(request: web.Request) -> web.StreamResponse:
     """Serve an artifact; captured HTML is sandboxed so the site's scripts never run here."""
-    path = request.app[ARTIFACTS].path(request.match_info["run_id"], request.match_info["name"])
+    store = request.app[ARTIFACTS]
+    path = await asyncio.to_thread(
+        store.path, request.match_info["run_id"], request.match_info["name"]
+    )
     if path is None:
         raise web.HTTPNotFound(text="no such artifact")
     headers = {"X-Content-Type-Options": "nosniff", "Cache-Control": "private, max-age=3600"}
@@ -208,6 +219,49 @@ async def get_metrics(request: web.Request) -> web.Response:
     response = web.Response(body=own + journeys.encode())
     response.headers["Content-Type"] = CONTENT_TYPE_LATEST
     return response
+
+
+async def to_status(_: web.Request) -> web.Response:
+    """The root is the status overview."""
+    raise web.HTTPFound("/status")
+
+
+async def status_overview(request: web.Request) -> web.Response:
+    """Every journey now, worst first, with 24 h availability."""
+    now = time.time()
+    rows = [to_dict(series.latest) for series in request.app[STATE].series.values()]
+    availability = await request.app[HISTORY].availability(now - 86400)
+    return pages.overview(rows, availability, now)
+
+
+async def status_journey(request: web.Request) -> web.Response:
+    """One journey: recent runs per device and location, the latest run's steps."""
+    journey = request.match_info["journey"]
+    runs = await request.app[HISTORY].runs(journey, None, None, 400, None)
+    if not runs and not any(key[0] == journey for key in request.app[STATE].series):
+        raise web.HTTPNotFound(text=f"no journey named {journey}")
+    return pages.journey_page(journey, runs, time.time())
+
+
+async def status_latest_failure(request: web.Request) -> web.Response:
+    """Where alerts link: the journey's latest failed run (its screenshot, its error)."""
+    journey = request.match_info["journey"]
+    run_id = await request.app[HISTORY].last_failure(journey)
+    target = pages.run_href(run_id) if run_id else pages.journey_href(journey)
+    raise web.HTTPFound(target)
+
+
+async def status_run(request: web.Request) -> web.Response:
+    """One run, with its evidence."""
+    run_id = request.match_info["run_id"]
+    run = await request.app[HISTORY].run(run_id)
+    if run is None:  # not written to the history yet: it may be the latest of its series
+        latest = [s.latest for s in request.app[STATE].series.values()]
+        run = next((to_dict(r) for r in latest if r.run_id == run_id), None)
+    if run is None:
+        raise web.HTTPNotFound(text=f"no run {run_id} in the history")
+    names = await asyncio.to_thread(request.app[ARTIFACTS].names, run_id)
+    return pages.run_page(run, names, time.time())
 
 
 async def healthy(_: web.Request) -> web.Response:

@@ -186,6 +186,45 @@ class RunHistory:
         )
         return [json.loads(document) for (document,) in cursor]
 
+    async def run(self, run_id: str) -> dict[str, Any] | None:
+        """One run's document, or None."""
+        found: dict[str, Any] | None = await self._call(self._run_sync, run_id)
+        return found
+
+    def _run_sync(self, run_id: str) -> dict[str, Any] | None:
+        assert self._conn is not None
+        row = self._conn.execute("SELECT document FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    async def availability(self, since: float) -> dict[tuple[str, str, str], float]:
+        """Share of runs that worked (passed or degraded) per series since a time."""
+        ratios: dict[tuple[str, str, str], float] = await self._call(self._availability_sync, since)
+        return ratios
+
+    def _availability_sync(self, since: float) -> dict[tuple[str, str, str], float]:
+        assert self._conn is not None
+        cursor = self._conn.execute(
+            """SELECT journey, location, device,
+                      AVG(CASE WHEN status = 'failed' THEN 0.0 ELSE 1.0 END)
+               FROM runs WHERE started_at >= ? GROUP BY journey, location, device""",
+            (since,),
+        )
+        return {(j, loc, d): ratio for j, loc, d, ratio in cursor}
+
+    async def last_failure(self, journey: str) -> str | None:
+        """The run id of the journey's latest failed run (for alert links)."""
+        found: str | None = await self._call(self._last_failure_sync, journey)
+        return found
+
+    def _last_failure_sync(self, journey: str) -> str | None:
+        assert self._conn is not None
+        row = self._conn.execute(
+            "SELECT run_id FROM runs WHERE journey = ? AND status = 'failed' "
+            "ORDER BY started_at DESC LIMIT 1",
+            (journey,),
+        ).fetchone()
+        return str(row[0]) if row else None
+
     async def recent_run_ids(self, limit: int) -> list[str]:
         """The newest run ids, to refuse duplicates across a collector restart."""
         ids: list[str] = await self._call(self._recent_sync, limit)

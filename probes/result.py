@@ -173,6 +173,7 @@ class RunResult:
     conditions: Mapping[str, Any] = field(default_factory=dict)
     interval_seconds: float = 0.0  # the journey's schedule; 0 for one-off runs
     artifacts: tuple[Artifact, ...] = ()
+    run_url: str | None = None  # the collector's page for this run
     schema_version: int = SCHEMA_VERSION
 
     @property
@@ -245,6 +246,7 @@ def from_dict(data: object) -> RunResult:
         conditions=dict(_mapping(obj.get("conditions", {}), "$.conditions")),
         interval_seconds=_opt_num(obj, "interval_seconds", "$") or 0.0,
         artifacts=_list(obj, "artifacts", "$", _parse_artifact),
+        run_url=_opt_str(obj, "run_url", "$"),
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -114,8 +115,9 @@ async def run_embedded(
     try:
         sink = LocalSink(runner.app[INGESTOR], runner.app[ARTIFACTS])
         load = config_loader(paths, demo)
+        settings = dataclasses.replace(agent_settings, collector_url=bound_url(runner))
         task = asyncio.create_task(
-            run_agent(agent_settings, load=load, sink=sink, scrubber=scrubber, stop=stop)
+            run_agent(settings, load=load, sink=sink, scrubber=scrubber, stop=stop)
         )
         await asyncio.sleep(0)
         if ready is not None:
@@ -146,6 +148,7 @@ async def run_remote_agent(
     """`parcours agent`: run journeys and post results to a collector."""
     stats = AgentStats()
     shipper = HttpShipper(collector_url, stats)
+    settings = dataclasses.replace(settings, collector_url=collector_url)
     load = config_loader(paths, None)
     await run_agent(
         settings, load=load, sink=shipper, scrubber=scrubber, stop=asyncio.Event(), stats=stats

@@ -52,9 +52,9 @@ def http_get(url: str, timeout: float = 5.0) -> tuple[int, str]:
     """A blocking GET for use from threads; (status, body), connection errors as status 0."""
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
-            return response.status, response.read().decode()
+            return response.status, response.read().decode("utf-8", "replace")
     except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
+        return exc.code, exc.read().decode("utf-8", "replace")
     except OSError:
         return 0, ""
 

@@ -46,6 +46,7 @@ class AgentSettings:
     watch_paths: tuple[str, ...] = ()  # config files/directories to watch for changes
     watch_interval: float = 2.0
     shutdown_grace: float = 10.0
+    collector_url: str | None = None  # where run pages are, for each result's run_url
 
 
 class Agent:
@@ -146,7 +147,12 @@ class Agent:
         assert masker is not None
         for attempt in range(1, spec.retries + 2):
             request = RunRequest(
-                device, self.settings.location, self.settings.name, attempt, uuid.uuid4().hex
+                device,
+                self.settings.location,
+                self.settings.name,
+                attempt,
+                uuid.uuid4().hex,
+                run_page_base=self.settings.collector_url,
             )
             with structlog.contextvars.bound_contextvars(
                 journey=spec.name, device=device, attempt=attempt

@@ -82,9 +82,14 @@ async def capture_page(
         log.warning("evidence_capture_failed", step=step, error=str(exc).splitlines()[0][:200])
 
 
-async def start_trace(context: BrowserContext, settings: EvidenceSettings) -> bool:
-    """Record a trace when one may be kept; returns whether one is being recorded."""
-    if settings.trace == "never":
+async def start_trace(context: BrowserContext, settings: EvidenceSettings, attempt: int) -> bool:
+    """Record a trace when one may be kept; returns whether one is being recorded.
+
+    Recording costs about 30 % of a run's wall time (bench/journey_overhead), so
+    ``on_failure`` records only in a retry, the attempt that follows a failure: the
+    trace shows the failure reproduced, and healthy runs pay nothing.
+    """
+    if settings.trace == "never" or (settings.trace == "on_failure" and attempt < 2):
         return False
     await context.tracing.start(screenshots=True, snapshots=True, sources=False)
     return True

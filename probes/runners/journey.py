@@ -61,6 +61,7 @@ class RunRequest:
     agent: str = "local"
     attempt: int = 1
     run_id: str = ""
+    run_page_base: str | None = None  # the collector's URL, for the result's run_url
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,9 @@ async def run_outcome(
     started = time.time()
     context = await browser.new_context(**options)
     try:
-        steps, pages, evidence = await _run_in_context(spec, context, bound, masker, conditions)
+        steps, pages, evidence = await _run_in_context(
+            spec, context, bound, masker, conditions=conditions, attempt=request.attempt
+        )
     finally:
         await _close(context)
     result = _finish(
@@ -151,11 +154,13 @@ async def _run_in_context(
     context: BrowserContext,
     bound: structlog.typing.FilteringBoundLogger,
     masker: Masker,
+    *,
     conditions: Conditions,
+    attempt: int,
 ) -> tuple[list[StepResult], list[PageResult], Evidence]:
     evidence = Evidence()
     settings = spec.evidence
-    tracing = await start_trace(context, settings)
+    tracing = await start_trace(context, settings, attempt)
     await context.add_init_script(INIT_SCRIPT)
     page = await context.new_page()
     monitor = await PageMonitor.attach(context, page)
@@ -388,6 +393,9 @@ def _finish(
         conditions=conditions or {},
         interval_seconds=spec.interval,
         artifacts=tuple(artifacts or ()),
+        run_url=f"{request.run_page_base.rstrip('/')}/status/runs/{run_id}"
+        if request.run_page_base
+        else None,
     )
     if bound is not None:
         bound.info(
