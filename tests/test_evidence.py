@@ -227,7 +227,8 @@ async def test_the_run_page_shows_the_error_and_the_screenshot_of_the_broken_pag
 
 
 def test_fields_typed_with_a_secret_are_the_ones_masked_in_screenshots() -> None:
-    config = config_from(CHECKOUT.format(trace="never"), env={"SHOP_VOUCHER": SECRET})
+    env = {"SHOP_VOUCHER": SECRET, "SHOP": "http://shop.test"}
+    config = config_from(CHECKOUT.format(trace="never"), env=env)
 
     (field,) = secret_fields(config.journeys[0].steps, config.masker)
 
