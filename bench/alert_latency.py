@@ -19,61 +19,47 @@ import tempfile
 import time
 from pathlib import Path
 
-from aiohttp import web
-
 from bench.common import write
 from probes.demo_shop.app import FAULTS
 from probes.demo_shop.faults import Faults
-from probes.demo_shop.server import start_demo_shop
-from tests.services import alertmanager, free_port, parcours_run, prometheus, promql, wait_until
-from tests.test_alerting_e2e import AM_CONFIG, RULES, Webhook, alertmanager_config_for
+from probes.demo_shop.server import RunningShop, start_demo_shop
+from tests.services import (
+    Webhook,
+    alertmanager,
+    parcours_run,
+    prometheus,
+    promql,
+    wait_until,
+    webhook_server,
+)
+from tests.test_alerting_e2e import AM_CONFIG, RULES, alertmanager_config_for
 from tests.test_run_with_prometheus import INTERVAL, checkout_config
 
 
 async def main(cycles: int) -> None:
     shop = await start_demo_shop()
-    receiver = Webhook()
-    app = web.Application()
-    app.router.add_post("/parcours/{receiver}", receiver.receive)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    pages, resolutions = [], []
-    with tempfile.TemporaryDirectory() as tmp_name:
-        tmp = Path(tmp_name)
-        with (
-            parcours_run(checkout_config(tmp, shop), tmp / "data") as (_, collector),
-            alertmanager(tmp, alertmanager_config_for(f"http://127.0.0.1:{port}")) as am,
-            prometheus(
-                tmp, [collector.removeprefix("http://")], rule_files=[RULES], alertmanager=am
-            ) as prom,
-        ):
-
-            async def healthy() -> bool:
-                query = 'parcours_journey_success{journey="checkout"} == 1'
-                return bool(await promql(prom, query))
-
-            for cycle in range(cycles):
-                await wait_until(healthy, 60, "a healthy checkout")
-                shop.app[FAULTS].current = Faults(checkout_500=True)
-                broken = time.monotonic()
-
-                async def paged(n: int = cycle) -> bool:
-                    return len(receiver.alerts("ParcoursJourneyFailing", "firing")) > n
-
-                await wait_until(paged, 60, "the page", every=0.05)
-                pages.append(time.monotonic() - broken)
-                shop.app[FAULTS].current = Faults()
-                repaired = time.monotonic()
-
-                async def resolved(n: int = cycle) -> bool:
-                    return len(receiver.alerts("ParcoursJourneyFailing", "resolved")) > n
-
-                await wait_until(resolved, 60, "the resolved notice", every=0.05)
-                resolutions.append(time.monotonic() - repaired)
-    await runner.cleanup()
-    await shop.stop()
+    pages: list[float] = []
+    resolutions: list[float] = []
+    try:
+        async with webhook_server() as (receiver, hook_url):
+            with tempfile.TemporaryDirectory() as tmp_name:
+                tmp = Path(tmp_name)
+                with (
+                    parcours_run(checkout_config(tmp, shop), tmp / "data") as (_, collector),
+                    alertmanager(tmp, alertmanager_config_for(hook_url)) as am,
+                    prometheus(
+                        tmp,
+                        [collector.removeprefix("http://")],
+                        rule_files=[RULES],
+                        alertmanager=am,
+                    ) as prom,
+                ):
+                    for cycle in range(cycles):
+                        page, resolution = await break_and_repair(shop, receiver, prom, cycle)
+                        pages.append(page)
+                        resolutions.append(resolution)
+    finally:
+        await shop.stop()
     write(
         "alert_latency",
         {
@@ -95,6 +81,28 @@ async def main(cycles: int) -> None:
             },
         },
     )
+
+
+async def break_and_repair(
+    shop: RunningShop, receiver: Webhook, prom: str, cycle: int
+) -> tuple[float, float]:
+    """Seconds from breaking the checkout to the page, and from repairing it to the resolve."""
+
+    async def healthy() -> bool:
+        return bool(await promql(prom, 'parcours_journey_success{journey="checkout"} == 1'))
+
+    async def notified(status: str) -> bool:
+        return len(receiver.alerts("ParcoursJourneyFailing", status)) > cycle
+
+    await wait_until(healthy, 60, "a healthy checkout")
+    shop.app[FAULTS].current = Faults(checkout_500=True)
+    broken = time.monotonic()
+    await wait_until(lambda: notified("firing"), 60, "the page", every=0.05)
+    paged = time.monotonic() - broken
+    shop.app[FAULTS].current = Faults()
+    repaired = time.monotonic()
+    await wait_until(lambda: notified("resolved"), 60, "the resolved notice", every=0.05)
+    return paged, time.monotonic() - repaired
 
 
 if __name__ == "__main__":

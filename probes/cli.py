@@ -13,7 +13,7 @@ import json
 import sys
 from collections.abc import Coroutine, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from probes.config import ConfigError, LoadedConfig, load_config, load_config_text
 from probes.logs import configure_logging
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from probes.agent.agent import AgentSettings
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_CONFIG, EXIT_NO_BROWSER = 0, 1, 2, 3
+_T = TypeVar("_T")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -117,21 +118,26 @@ def _agent_settings(args: argparse.Namespace) -> AgentSettings:
     )
 
 
-def _serve(coroutine: Coroutine[Any, Any, None]) -> int:
+def _run(coroutine: Coroutine[Any, Any, _T]) -> tuple[int, _T | None]:
+    """Run a command's coroutine; bad input becomes a message and an exit code, never a trace."""
     from probes.browser import BrowserUnavailableError
 
     try:
-        asyncio.run(coroutine)
+        return EXIT_OK, asyncio.run(coroutine)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
-        return EXIT_BAD_CONFIG
+        return EXIT_BAD_CONFIG, None
     except BrowserUnavailableError as exc:
         print(f"parcours: {exc}", file=sys.stderr)
-        return EXIT_NO_BROWSER
+        return EXIT_NO_BROWSER, None
     except (OSError, ValueError) as exc:
         print(f"parcours: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    return EXIT_OK
+        return EXIT_FAILED, None
+
+
+def _serve(coroutine: Coroutine[Any, Any, None]) -> int:
+    code, _ = _run(coroutine)
+    return code
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -203,16 +209,9 @@ def config_warnings(config: LoadedConfig) -> list[str]:
 
 
 def _cmd_test(args: argparse.Namespace) -> int:
-    from probes.browser import BrowserUnavailableError
-
-    try:
-        results = asyncio.run(_test(args))
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return EXIT_BAD_CONFIG
-    except BrowserUnavailableError as exc:
-        print(f"parcours: {exc}", file=sys.stderr)
-        return EXIT_NO_BROWSER
+    code, results = _run(_test(args))
+    if results is None:
+        return code
     if args.json:
         print(json.dumps([to_dict(r) for r in results], indent=2))
     else:

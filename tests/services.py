@@ -19,9 +19,11 @@ import sys
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
+
+from aiohttp import web
 
 T = TypeVar("T")
 
@@ -128,39 +130,44 @@ def alertmanager_binary() -> str:
 
 
 @contextlib.contextmanager
+def serving(name: str, args: list[str], log_path: Path, ready_url: str) -> Iterator[None]:
+    """Start a server process, wait for its readiness URL, stop it (kill if it lingers)."""
+    with log_path.open("w") as log:
+        process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 30
+            while http_get(ready_url)[0] != 200:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"{name} did not start: {log_path.read_text()}")
+                time.sleep(0.1)
+            yield
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@contextlib.contextmanager
 def alertmanager(tmp: Path, config: dict[str, Any]) -> Iterator[str]:
     """A real Alertmanager with ``config``, clustering off; yields its host:port."""
     port = free_port()
     config_file = tmp / f"alertmanager-{port}.yml"
     config_file.write_text(json.dumps(config))
-    log = (tmp / f"alertmanager-{port}.log").open("w")
-    process = subprocess.Popen(
-        [
-            alertmanager_binary(),
-            f"--config.file={config_file}",
-            f"--storage.path={tmp / f'am-{port}'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--cluster.listen-address=",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    args = [
+        alertmanager_binary(),
+        f"--config.file={config_file}",
+        f"--storage.path={tmp / f'am-{port}'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--cluster.listen-address=",
+    ]
     address = f"127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while http_get(f"http://{address}/-/ready")[0] != 200:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"alertmanager did not start: {(tmp / log.name).read_text()}")
-            time.sleep(0.1)
+    with serving(
+        "alertmanager", args, tmp / f"alertmanager-{port}.log", f"http://{address}/-/ready"
+    ):
         yield address
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
 
 
 def prometheus_binary() -> str:
@@ -190,34 +197,53 @@ def prometheus(
         config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]}
     config_file = tmp / f"prometheus-{port}.yml"
     config_file.write_text(json.dumps(config))  # JSON is YAML
-    log = (tmp / f"prometheus-{port}.log").open("w")
-    process = subprocess.Popen(
-        [
-            prometheus_binary(),
-            f"--config.file={config_file}",
-            f"--storage.tsdb.path={tmp / f'tsdb-{port}'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--web.enable-lifecycle",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    args = [
+        prometheus_binary(),
+        f"--config.file={config_file}",
+        f"--storage.tsdb.path={tmp / f'tsdb-{port}'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--web.enable-lifecycle",
+    ]
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while http_get(f"{url}/-/ready")[0] != 200:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"prometheus did not start: {(tmp / log.name).read_text()}")
-            time.sleep(0.1)
+    with serving("prometheus", args, tmp / f"prometheus-{port}.log", f"{url}/-/ready"):
         yield url
+
+
+class Webhook:
+    """Alertmanager's webhook receiver: keeps every notification it is sent."""
+
+    def __init__(self) -> None:
+        self.notifications: list[tuple[float, str, dict[str, Any]]] = []
+
+    async def receive(self, request: web.Request) -> web.Response:
+        """Record one notification with when and on which path it came."""
+        self.notifications.append((time.monotonic(), request.path, await request.json()))
+        return web.Response(text="ok")
+
+    def alerts(self, name: str, status: str) -> list[tuple[float, str, dict[str, Any]]]:
+        """(when, path, alert) of each alert of that name and status received."""
+        return [
+            (at, path, alert)
+            for at, path, body in self.notifications
+            for alert in body["alerts"]
+            if alert["labels"]["alertname"] == name and alert["status"] == status
+        ]
+
+
+@contextlib.asynccontextmanager
+async def webhook_server() -> AsyncIterator[tuple[Webhook, str]]:
+    """A webhook receiver on a free loopback port; yields it and its base URL."""
+    receiver = Webhook()
+    app = web.Application()
+    app.router.add_post("/parcours/{receiver}", receiver.receive)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield receiver, f"http://127.0.0.1:{port}"
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
+        await runner.cleanup()
 
 
 async def promql(prometheus_url: str, query: str) -> list[dict[str, Any]]:

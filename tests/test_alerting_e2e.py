@@ -14,10 +14,16 @@ from typing import Any
 
 import pytest
 import yaml
-from aiohttp import web
 
 from probes.demo_shop.server import RunningShop
-from tests.services import alertmanager, free_port, parcours_run, prometheus, wait_until
+from tests.services import (
+    Webhook,
+    alertmanager,
+    parcours_run,
+    prometheus,
+    wait_until,
+    webhook_server,
+)
 from tests.test_run_with_prometheus import checkout_config
 
 pytestmark = pytest.mark.slow
@@ -26,36 +32,10 @@ RULES = ROOT / "configs" / "prometheus" / "parcours-rules.yml"
 AM_CONFIG = ROOT / "configs" / "alertmanager" / "alertmanager.yml"
 
 
-class Webhook:
-    """Alertmanager's webhook receiver: keeps every notification it is sent."""
-
-    def __init__(self) -> None:
-        self.notifications: list[tuple[float, str, dict[str, Any]]] = []
-
-    async def receive(self, request: web.Request) -> web.Response:
-        self.notifications.append((time.monotonic(), request.path, await request.json()))
-        return web.Response(text="ok")
-
-    def alerts(self, name: str, status: str) -> list[tuple[float, str, dict[str, Any]]]:
-        return [
-            (at, path, alert)
-            for at, path, body in self.notifications
-            for alert in body["alerts"]
-            if alert["labels"]["alertname"] == name and alert["status"] == status
-        ]
-
-
 @pytest.fixture
 async def webhook() -> AsyncIterator[tuple[Webhook, str]]:
-    receiver = Webhook()
-    app = web.Application()
-    app.router.add_post("/parcours/{receiver}", receiver.receive)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    yield receiver, f"http://127.0.0.1:{port}"
-    await runner.cleanup()
+    async with webhook_server() as served:
+        yield served
 
 
 def alertmanager_config_for(webhook_url: str) -> dict[str, Any]:
