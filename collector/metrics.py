@@ -202,6 +202,14 @@ AGENT_COUNTERS: dict[str, tuple[Family, Callable[[AgentHeartbeat], float]]] = {
         ),
         lambda h: float(h.results_dropped),
     ),
+    "artifacts_dropped": (
+        Family(
+            "parcours_agent_artifacts_dropped_total",
+            "counter",
+            "Screenshots, HTML or traces the agent could not deliver.",
+        ),
+        lambda h: float(h.artifacts_dropped),
+    ),
 }
 AGENT_UP = _gauge("parcours_agent_up", "1 if the agent sent a heartbeat in the last 90 s.")
 AGENT_SEEN = _gauge(

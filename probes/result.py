@@ -440,6 +440,7 @@ class AgentHeartbeat:
     lag_buckets: Mapping[str, int]
     lag_sum: float
     lag_count: int
+    artifacts_dropped: int = 0
     schema_version: int = SCHEMA_VERSION
 
 
@@ -478,4 +479,5 @@ def heartbeat_from_dict(data: object) -> AgentHeartbeat:
         lag_buckets={str(k): int(v) for k, v in buckets.items()},
         lag_sum=_num(obj, "lag_sum", "$"),
         lag_count=_int(obj, "lag_count", "$"),
+        artifacts_dropped=_int(obj, "artifacts_dropped", "$") if "artifacts_dropped" in obj else 0,
     )

@@ -101,6 +101,7 @@ def heartbeat(jobs: tuple[str, ...] = ("checkout@mobile",), **changes: Any) -> d
         skipped_runs=2,
         missed_runs=0,
         chromium_restarts=1,
+        artifacts_dropped=3,
         results_dropped=0,
         config_reload_successful=True,
         config_last_reload_success_at=950.0,
@@ -276,6 +277,7 @@ async def test_agent_health_is_exported_from_heartbeats(client: TestClient[Any, 
     agent = {"agent": "agent-1", "location": "paris"}
     assert value(found, "parcours_agent_skipped_runs_total", **agent) == 2.0
     assert value(found, "parcours_agent_chromium_restarts_total", **agent) == 1.0
+    assert value(found, "parcours_agent_artifacts_dropped_total", **agent) == 3.0
     assert value(found, "parcours_config_last_reload_successful", **agent) == 1.0
     assert value(found, "parcours_agent_scheduler_lag_seconds_bucket", **agent, le="0.05") == 3.0
     assert value(found, "parcours_agent_scheduler_lag_seconds_count", **agent) == 4.0

@@ -186,6 +186,7 @@ class Agent:
             lag_buckets=self.stats.lag_buckets(),
             lag_sum=self.stats.lag_sum,
             lag_count=self.stats.lag_count,
+            artifacts_dropped=self.stats.artifacts_dropped,
         )
 
     async def _send_heartbeat(self) -> None:
