@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import json
 import sys
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -62,6 +62,11 @@ def _parser() -> argparse.ArgumentParser:
     test.add_argument("--journey", action="append", help="only this journey (repeatable)")
     test.add_argument("--device", action="append", help="only this device (repeatable)")
     test.add_argument("--json", action="store_true", help="print the full result documents")
+    test.add_argument(
+        "--artifacts",
+        metavar="DIR",
+        help="write screenshots, HTML and traces to DIR/RUN_ID/ (default: dropped)",
+    )
     test.set_defaults(handler=_cmd_test)
 
     run = commands.add_parser(
@@ -224,7 +229,7 @@ def _cmd_test(args: argparse.Namespace) -> int:
 async def _test(args: argparse.Namespace) -> list[RunResult]:
     from probes.browser import BrowserManager
     from probes.demo_shop.server import URL_VARIABLE, demo_journey_text, start_demo_shop
-    from probes.runners.journey import RunRequest, run
+    from probes.runners.journey import RunRequest, run_outcome
 
     shop = None
     if args.paths:
@@ -246,11 +251,36 @@ async def _test(args: argparse.Namespace) -> list[RunResult]:
                 for device in journey.devices:
                     if args.device and device not in args.device:
                         continue
-                    results.append(await run(journey, browsers, RunRequest(device), config.masker))
+                    request = RunRequest(device)
+                    outcome = await run_outcome(journey, browsers, request, config.masker)
+                    results.append(outcome.result)
+                    await _keep_artifacts(args.artifacts, outcome.result.run_id, outcome.blobs)
     finally:
         if shop is not None:
             await shop.stop()
     return results
+
+
+async def _keep_artifacts(folder: str | None, run_id: str, blobs: Mapping[str, bytes]) -> None:
+    """Write a run's artifacts under ``folder``, or say that they were captured and dropped."""
+    if not blobs:
+        return
+    if folder is None:
+        names = ", ".join(sorted(blobs))
+        print(
+            f"parcours: run {run_id} captured {names}; use --artifacts DIR to keep them",
+            file=sys.stderr,
+        )
+        return
+    target = Path(folder) / run_id
+
+    def write() -> None:
+        target.mkdir(parents=True, exist_ok=True)
+        for name, data in blobs.items():
+            (target / name).write_bytes(data)
+
+    await asyncio.to_thread(write)
+    print(f"parcours: run {run_id}: {', '.join(sorted(blobs))} in {target}", file=sys.stderr)
 
 
 def _unknown(what: str, asked: list[str], known: str):  # type: ignore[no-untyped-def]

@@ -69,9 +69,12 @@ journeys:
 """
     )
 
-    done = await _in_thread(parcours, "test", str(config))
+    done = await _in_thread(parcours, "test", str(config), "--artifacts", str(tmp_path / "ev"))
 
     assert done.returncode == 1
+    (run_folder,) = (tmp_path / "ev").iterdir()
+    assert sorted(p.name for p in run_folder.iterdir()) == ["step-03.html", "step-03.png"]
+    assert f"in {run_folder}" in done.stderr
     assert "✗ add" in done.stdout
     assert 'element_not_found: no element matches test_id="add-to-cart"' in done.stdout
     assert "0 passed, 0 degraded, 1 failed" in done.stdout
