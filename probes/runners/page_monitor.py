@@ -252,6 +252,8 @@ class PageMonitor:
 
     async def emulate(self, conditions: Conditions) -> None:
         """Apply network and CPU conditions for the whole run (before the first step)."""
+        if conditions.network.name == "none" and conditions.cpu_slowdown == 1:
+            return  # nothing to emulate: spare two round trips on every desktop run
         await self._cdp.send("Network.emulateNetworkConditions", conditions.network.cdp())
         await self._cdp.send("Emulation.setCPUThrottlingRate", {"rate": conditions.cpu_slowdown})
 
@@ -263,7 +265,9 @@ class PageMonitor:
             await asyncio.wait_for(self._page.evaluate(SETTLE), SETTLE_TIMEOUT_SECONDS)
         except (TimeoutError, Error):
             return  # the page is hung or gone; its measures stay null with a reason
-        await asyncio.sleep(0.01)  # CDP events sent before the reply are still being dispatched
+        # Events sent before the reply arrive first on the same ordered connection; one
+        # turn of the loop lets their handlers finish.
+        await asyncio.sleep(0)
 
     def results(self) -> list[PageResult]:
         """One PageResult per document, with explicit reasons for anything missing."""
