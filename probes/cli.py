@@ -92,6 +92,9 @@ def _parser() -> argparse.ArgumentParser:
     _agent_options(agent)
     agent.set_defaults(handler=_cmd_agent, default_log_level="info")
 
+    schema = commands.add_parser("schema", help="print the JSON Schema of config files")
+    schema.set_defaults(handler=_cmd_schema)
+
     shop = commands.add_parser("demo-shop", help="serve the bundled demo shop")
     shop.add_argument("--listen", default="127.0.0.1:8081", metavar="HOST:PORT")
     shop.set_defaults(handler=_cmd_demo_shop)
@@ -287,6 +290,13 @@ def _unknown(what: str, asked: list[str], known: str):  # type: ignore[no-untype
     from probes.config.loader import Problem
 
     return Problem("<command line>", 1, f"no {what} named {', '.join(asked)}; known: {known}")
+
+
+def _cmd_schema(_: argparse.Namespace) -> int:
+    from probes.config.model import json_schema
+
+    print(json.dumps(json_schema(), indent=2, sort_keys=True))
+    return EXIT_OK
 
 
 def _cmd_demo_shop(args: argparse.Namespace) -> int:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
+import jsonschema
 import pytest
+import yaml
 
 from probes.config import ConfigError, load_config, load_config_text
 from probes.config.durations import parse_duration
@@ -406,3 +409,35 @@ def test_durations_as_ops_write_them(text: str, seconds: float) -> None:
 def test_durations_that_are_refused(text: object) -> None:
     with pytest.raises(ValueError, match="expected a duration like 500ms, 3s, 1m"):
         parse_duration(text)
+
+
+def test_the_committed_json_schema_is_the_one_the_code_produces() -> None:
+    """Regenerate with: .venv/bin/parcours schema > configs/parcours.schema.json"""
+    from probes.config.model import json_schema
+
+    committed = json.loads(Path("configs/parcours.schema.json").read_text())
+
+    assert committed == json.loads(json.dumps(json_schema()))
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "configs/example-shop.yaml",
+        "configs/compose/journeys/demo.yaml",
+        "probes/demo_shop/journey.yaml",
+    ],
+)
+def test_shipped_configs_satisfy_the_editor_schema(path: str) -> None:
+    schema = json.loads(Path("configs/parcours.schema.json").read_text())
+
+    jsonschema.Draft202012Validator(schema).validate(yaml.safe_load(Path(path).read_text()))
+
+
+def test_the_editor_schema_flags_a_typo_too() -> None:
+    schema = json.loads(Path("configs/parcours.schema.json").read_text())
+    typo = {"journeys": [{"name": "x", "steps": [{"name": "a", "clikc": {"text": "Buy"}}]}]}
+
+    errors = list(jsonschema.Draft202012Validator(schema).iter_errors(typo))
+
+    assert any("clikc" in error.message for error in errors)

@@ -11,12 +11,23 @@ import difflib
 import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
 
 from probes.config.durations import parse_duration
 from probes.kinds import KIND_NAMES
 
-Duration = Annotated[float, BeforeValidator(parse_duration)]
+# Editors see what ops write (a string such as 3s), not the float it becomes after load.
+Duration = Annotated[
+    float,
+    BeforeValidator(parse_duration),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": r"^(\d+(\.\d+)?(ms|s|m|h))+$",
+            "examples": ["500ms", "3s", "1m30s"],
+        }
+    ),
+]
 Name = Annotated[
     str,
     Field(
@@ -36,7 +47,11 @@ def _compile_pattern(value: object) -> str:
     return value
 
 
-Pattern = Annotated[str, BeforeValidator(_compile_pattern)]
+Pattern = Annotated[
+    str,
+    BeforeValidator(_compile_pattern),
+    WithJsonSchema({"type": "string", "format": "regex"}),
+]
 
 
 class Strict(BaseModel):
@@ -399,6 +414,14 @@ class ConfigFile(Strict):
     device_profiles: dict[str, DeviceProfile] = Field(default_factory=dict)
     network_profiles: dict[str, NetworkProfile] = Field(default_factory=dict)
     journeys: list[Journey] = Field(default_factory=list)
+
+
+def json_schema() -> dict[str, object]:
+    """The JSON Schema of a config file, for editors (yaml-language-server and the like)."""
+    schema = ConfigFile.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "Parcours journeys"
+    return schema
 
 
 def field_names(model: type[BaseModel]) -> list[str]:
