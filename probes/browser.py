@@ -8,6 +8,7 @@ flags keep Chromium from stalling on connections it cannot make.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 from dataclasses import dataclass
@@ -94,6 +95,22 @@ class BrowserManager:
                 self.restarts += 1
                 log.warning("chromium_relaunch", restarts=self.restarts)
             self._browser = await self._launch()
+            return self._browser
+
+    async def relaunch(self, broken: Browser) -> Browser:
+        """Replace a browser that failed us although it still looked connected.
+
+        Right after Chromium dies, Playwright may not have noticed yet: ``get`` then
+        hands out a dead browser, and only opening a context tells. Counted as a restart.
+        """
+        async with self._lock:
+            if self._browser is broken or self._browser is None:
+                self._browser = None
+                with contextlib.suppress(PlaywrightError):
+                    await broken.close()
+                self.restarts += 1
+                log.warning("chromium_relaunch", restarts=self.restarts, reason="unusable")
+                self._browser = await self._launch()
             return self._browser
 
     def context_options(self, device: str) -> dict[str, Any]:

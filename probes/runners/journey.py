@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import structlog
-from playwright.async_api import BrowserContext, Error, Page
+from playwright.async_api import Browser, BrowserContext, Error, Page
 
 from probes.browser import BrowserManager, BrowserUnavailableError
 from probes.conditions import Conditions, resolve_conditions
@@ -106,7 +106,23 @@ async def run_outcome(
         return RunOutcome(result, {})
     # The clock starts once Chromium is up: a launch is the agent's cost, not the site's.
     started = time.time()
-    context = await browser.new_context(**options)
+    try:
+        context = await _open_context(browsers, browser, options)
+    except (Error, BrowserUnavailableError) as exc:
+        failure = StepFailure(
+            ErrorType.BROWSER_ERROR, f"no browser context: {first_line(str(exc))}"
+        )
+        result = _finish(
+            spec,
+            request=request,
+            run_id=run_id,
+            started=started,
+            steps=_all_skipped(spec.steps, failure),
+            pages=[],
+            masker=masker,
+            bound=bound,
+        )
+        return RunOutcome(result, {})
     try:
         steps, pages, evidence = await _run_in_context(
             spec, context, bound, masker, conditions=conditions, attempt=request.attempt
@@ -130,6 +146,17 @@ async def run_outcome(
         artifacts=evidence.artifacts,
     )
     return RunOutcome(result, evidence.blobs)
+
+
+async def _open_context(
+    browsers: BrowserManager, browser: Browser, options: dict[str, Any]
+) -> BrowserContext:
+    """A fresh context; a browser that cannot give one (it just crashed) is replaced once."""
+    try:
+        return await browser.new_context(**options)
+    except Error:
+        replacement = await browsers.relaunch(browser)
+        return await replacement.new_context(**options)
 
 
 def device_setup(

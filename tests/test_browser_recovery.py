@@ -1,0 +1,92 @@
+"""A crashed Chromium is replaced, and the restart is counted."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from probes.browser import BrowserManager
+from probes.demo_shop.server import RunningShop
+from probes.result import ErrorType, Status
+from probes.runners.journey import RunRequest, run
+from tests.conftest import config_from, demo_journey
+from tests.services import wait_until
+
+pytestmark = pytest.mark.slow
+
+
+def chromium_main_processes(root: int) -> list[int]:
+    """Chromium browser processes (not its renderers or helpers) below a process."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry.name))
+    found, stack = [], [root]
+    while stack:
+        pid = stack.pop()
+        stack.extend(children.get(pid, []))
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"chrom" in cmdline.lower() and b"--type=" not in cmdline:
+            found.append(pid)
+    return found
+
+
+async def _async(value: object) -> object:
+    return value
+
+
+async def test_a_crashed_chromium_is_replaced_and_counted(shop: RunningShop) -> None:
+    config = config_from(demo_journey(), shop)
+    journey = config.journeys[0]
+    async with BrowserManager() as browsers:
+        first = await run(journey, browsers, RunRequest("desktop"), config.masker)
+        (victim,) = chromium_main_processes(os.getpid())
+
+        os.kill(victim, signal.SIGKILL)
+        await wait_until(
+            lambda: _async(victim not in chromium_main_processes(os.getpid())),
+            10,
+            "Chromium to die",
+        )
+        second = await run(journey, browsers, RunRequest("desktop"), config.masker)
+
+        assert first.status is Status.PASSED
+        assert second.status is Status.PASSED, second.error_message
+        assert browsers.restarts == 1
+        assert victim not in chromium_main_processes(os.getpid())
+
+
+async def test_a_crash_during_a_run_fails_that_run_and_the_next_one_works(
+    shop: RunningShop,
+) -> None:
+    config = config_from(demo_journey().replace("goto: /", "goto: /?delay_ms=1500"), shop)
+    journey = config.journeys[0]
+    async with BrowserManager() as browsers:
+        await browsers.get()
+        (victim,) = chromium_main_processes(os.getpid())
+
+        async def crash_soon() -> None:
+            await asyncio.sleep(0.7)  # the home page is waiting for its slow server
+            os.kill(victim, signal.SIGKILL)
+
+        crash = asyncio.create_task(crash_soon())
+        during = await run(journey, browsers, RunRequest("desktop"), config.masker)
+        await crash
+        after = await run(journey, browsers, RunRequest("desktop"), config.masker)
+
+    assert during.status is Status.FAILED
+    assert during.error_type is ErrorType.BROWSER_ERROR, (during.error_type, during.error_message)
+    assert during.failed_step == "open home page"
+    assert after.status is Status.PASSED, after.error_message
+    assert browsers.restarts == 1
