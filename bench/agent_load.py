@@ -34,6 +34,7 @@ from probes.demo_shop.server import URL_VARIABLE, demo_journey_text, start_demo_
 from probes.logs import configure_logging
 from probes.result import AgentHeartbeat, RunResult
 from probes.runners.journey import RunRequest, run
+from tests.services import descendants
 
 
 class CountingSink:
@@ -108,18 +109,8 @@ async def start_delay(
 
 def tree_pss_bytes(root: int) -> int:
     """PSS of a process and all its descendants."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(parent, []).append(int(entry.name))
-    total, stack = 0, [root]
-    while stack:
-        pid = stack.pop()
-        stack.extend(children.get(pid, []))
+    total = 0
+    for pid in descendants(root):
         try:
             for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
                 if line.startswith("Pss:"):

@@ -66,6 +66,24 @@ async def aget(url: str) -> tuple[int, str]:
     return await asyncio.to_thread(http_get, url)
 
 
+def descendants(root: int) -> list[int]:
+    """A process and every process below it, from /proc (Linux)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry.name))
+    found, stack = [], [root]
+    while stack:
+        pid = stack.pop()
+        found.append(pid)
+        stack.extend(children.get(pid, []))
+    return found
+
+
 def chromium_with_marker(marker: str) -> list[int]:
     """PIDs of live Chromium processes whose environment carries ``marker``."""
     found = []

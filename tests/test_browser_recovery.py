@@ -14,25 +14,15 @@ from probes.demo_shop.server import RunningShop
 from probes.result import ErrorType, Status
 from probes.runners.journey import RunRequest, run
 from tests.conftest import config_from, demo_journey
-from tests.services import wait_until
+from tests.services import descendants, wait_until
 
 pytestmark = pytest.mark.slow
 
 
 def chromium_main_processes(root: int) -> list[int]:
     """Chromium browser processes (not its renderers or helpers) below a process."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(parent, []).append(int(entry.name))
-    found, stack = [], [root]
-    while stack:
-        pid = stack.pop()
-        stack.extend(children.get(pid, []))
+    found = []
+    for pid in descendants(root):
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
