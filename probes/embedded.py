@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 import structlog
 
-from collector.artifacts import CONTENT_TYPES, ArtifactRefused, ArtifactStore
+from collector.artifacts import ArtifactRefused, ArtifactStore
 from collector.ingest import Ingestor
 from probes.result import AgentHeartbeat, RunResult, heartbeat_to_dict, to_dict
 
@@ -31,12 +31,17 @@ class LocalSink:
         self._ingestor.ingest([to_dict(result)])
         if self._artifacts is None:
             return
-        for name, data in blobs.items():
-            content_type = CONTENT_TYPES.get(name.rsplit(".", 1)[-1], "")
+        for artifact in result.artifacts:
+            if artifact.name not in blobs:
+                continue
             try:
-                await self._artifacts.put(result.run_id, name, content_type, data)
+                await self._artifacts.put(
+                    result.run_id, artifact.name, artifact.content_type, blobs[artifact.name]
+                )
             except ArtifactRefused as exc:
-                log.error("artifact_refused", run_id=result.run_id, name=name, error=str(exc))
+                log.error(
+                    "artifact_refused", run_id=result.run_id, name=artifact.name, error=str(exc)
+                )
 
     async def heartbeat(self, heartbeat: AgentHeartbeat) -> None:
         """Record the agent's health as the HTTP handler would."""

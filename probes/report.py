@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from probes.config.durations import format_duration
-from probes.result import PageResult, RunResult, Status, StepResult
+from probes.result import BudgetCheck, PageResult, RunResult, Status, StepResult
 
 COLOURS = {"green": "32", "red": "31", "yellow": "33", "dim": "2", "bold": "1"}
 STATUS_STYLE = {
@@ -51,21 +51,19 @@ def _run_block(run: RunResult, style: Styler) -> str:
     for step in run.steps:
         lines.append(_step_line(step, width, style))
         lines.extend(f"      {_page_line(page)}" for page in run.pages if page.step == step.name)
-        lines.extend(
-            f"      {style('budget', 'yellow' if b.level == 'warn' else 'red')} {b.measure} "
-            f"{_value(b.measure, b.value)} > {b.level} {_value(b.measure, b.limit)}"
-            for b in run.budgets
-            if b.step == step.name
-        )
-    lines.extend(
-        f"  {style('budget', 'yellow' if b.level == 'warn' else 'red')} {b.measure} "
-        f"{_value(b.measure, b.value)} > {b.level} {_value(b.measure, b.limit)}"
-        for b in run.budgets
-        if b.step is None
-    )
+        lines.extend(_budget_line(b, "      ", style) for b in run.budgets if b.step == step.name)
+    lines.extend(_budget_line(b, "  ", style) for b in run.budgets if b.step is None)
     if run.error_message and run.status is not Status.FAILED:
         lines.append(f"  {run.error_message}")
     return "\n".join(lines)
+
+
+def _budget_line(check: BudgetCheck, indent: str, style: Styler) -> str:
+    colour = "yellow" if check.level == "warn" else "red"
+    return (
+        f"{indent}{style('budget', colour)} {check.measure} "
+        f"{_value(check.measure, check.value)} > {check.level} {_value(check.measure, check.limit)}"
+    )
 
 
 def _step_line(step: StepResult, width: int, style: Styler) -> str:

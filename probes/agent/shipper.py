@@ -53,7 +53,8 @@ class HttpShipper:
         self._url = collector_url.rstrip("/")
         self._stats = stats
         self._queue: deque[dict[str, Any]] = deque()
-        self._blobs: dict[str, Mapping[str, bytes]] = {}  # run id -> artifacts to upload
+        # run id -> (name, content type, bytes) of the artifacts to upload after the result
+        self._blobs: dict[str, list[tuple[str, str, bytes]]] = {}
         self._limit = queue_limit
         self._batch = batch
         self._max_backoff = max_backoff
@@ -71,7 +72,9 @@ class HttpShipper:
     async def submit(self, result: RunResult, blobs: Mapping[str, bytes]) -> None:
         """Queue a result; a full queue drops its oldest result, counted and logged."""
         if blobs:
-            self._blobs[result.run_id] = blobs
+            self._blobs[result.run_id] = [
+                (a.name, a.content_type, blobs[a.name]) for a in result.artifacts if a.name in blobs
+            ]
         if len(self._queue) >= self._limit:
             dropped = self._queue.popleft()
             self._blobs.pop(str(dropped.get("run_id")), None)
@@ -129,9 +132,7 @@ class HttpShipper:
 
     async def _upload(self, run_id: str) -> None:
         """Send a delivered result's artifacts; a refusal or failure is logged and counted."""
-        for name, data in self._blobs.pop(run_id, {}).items():
-            kind = {"png": "image/png", "html": "text/html", "zip": "application/zip"}
-            content_type = kind.get(name.rsplit(".", 1)[-1], "application/octet-stream")
+        for name, content_type, data in self._blobs.pop(run_id, []):
             url = f"{self._url}/api/v1/runs/{run_id}/artifacts/{name}"
             try:
                 async with self._http().put(

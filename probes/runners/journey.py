@@ -91,38 +91,30 @@ async def run_outcome(
         browser = await browsers.get()
         options, conditions = device_setup(spec, browsers, request.device)
     except BrowserUnavailableError as exc:
-        failure = StepFailure(ErrorType.BROWSER_ERROR, str(exc))
-        steps = _all_skipped(spec.steps, failure)
-        result = _finish(
+        return _no_browser(
             spec,
-            request=request,
+            request,
             run_id=run_id,
             started=time.time(),
-            steps=steps,
-            pages=[],
+            message=str(exc),
             masker=masker,
             bound=bound,
         )
-        return RunOutcome(result, {})
     # The clock starts once Chromium is up: a launch is the agent's cost, not the site's.
     started = time.time()
     try:
         context = await _open_context(browsers, browser, options)
     except (Error, BrowserUnavailableError) as exc:
-        failure = StepFailure(
-            ErrorType.BROWSER_ERROR, f"no browser context: {first_line(str(exc))}"
-        )
-        result = _finish(
+        message = f"no browser context: {first_line(str(exc))}"
+        return _no_browser(
             spec,
-            request=request,
+            request,
             run_id=run_id,
             started=started,
-            steps=_all_skipped(spec.steps, failure),
-            pages=[],
+            message=message,
             masker=masker,
             bound=bound,
         )
-        return RunOutcome(result, {})
     try:
         steps, pages, evidence = await _run_in_context(
             spec, context, bound, masker, conditions=conditions, attempt=request.attempt
@@ -146,6 +138,31 @@ async def run_outcome(
         artifacts=evidence.artifacts,
     )
     return RunOutcome(result, evidence.blobs)
+
+
+def _no_browser(
+    spec: JourneySpec,
+    request: RunRequest,
+    *,
+    run_id: str,
+    started: float,
+    message: str,
+    masker: Masker,
+    bound: structlog.typing.FilteringBoundLogger,
+) -> RunOutcome:
+    """A run that never got a browser: its first step failed with browser_error."""
+    failure = StepFailure(ErrorType.BROWSER_ERROR, message)
+    result = _finish(
+        spec,
+        request=request,
+        run_id=run_id,
+        started=started,
+        steps=_all_skipped(spec.steps, failure),
+        pages=[],
+        masker=masker,
+        bound=bound,
+    )
+    return RunOutcome(result, {})
 
 
 async def _open_context(
