@@ -39,9 +39,10 @@ async def _async(value: object) -> object:
 async def test_a_crashed_chromium_is_replaced_and_counted(shop: RunningShop) -> None:
     config = config_from(demo_journey(), shop)
     journey = config.journeys[0]
+    already = set(chromium_main_processes(os.getpid()))  # the session's shared Chromium
     async with BrowserManager() as browsers:
         first = await run(journey, browsers, RunRequest("desktop"), config.masker)
-        (victim,) = chromium_main_processes(os.getpid())
+        (victim,) = set(chromium_main_processes(os.getpid())) - already
 
         os.kill(victim, signal.SIGKILL)
         await wait_until(
@@ -62,9 +63,10 @@ async def test_a_crash_during_a_run_fails_that_run_and_the_next_one_works(
 ) -> None:
     config = config_from(demo_journey().replace("goto: /", "goto: /?delay_ms=1500"), shop)
     journey = config.journeys[0]
+    already = set(chromium_main_processes(os.getpid()))  # the session's shared Chromium
     async with BrowserManager() as browsers:
         await browsers.get()
-        (victim,) = chromium_main_processes(os.getpid())
+        (victim,) = set(chromium_main_processes(os.getpid())) - already
 
         async def crash_soon() -> None:
             await asyncio.sleep(0.7)  # the home page is waiting for its slow server
