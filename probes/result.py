@@ -16,11 +16,42 @@ import dataclasses
 import enum
 import functools
 import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 SCHEMA_VERSION = 1
+
+# The contract's limits, shared by the agent (which truncates to them before sending, so a
+# run is never lost to a long URL) and the collector (which refuses anything beyond them).
+NAME_MAX = 256  # journey, step, location, device, agent, kind: they become label values
+TEXT_MAX = 4096  # error messages, console lines
+URL_MAX = 4096
+MAX_DEPTH = 12  # nesting of a whole document; the contract itself needs 5
+CONDITIONS_MAX_ENTRIES = 64
+LIST_MAX: dict[str, int] = {
+    "steps": 500,
+    "pages": 500,
+    "budgets": 1000,
+    "artifacts": 100,
+    "failed_requests": 200,
+    "console_errors": 100,
+    "js_exceptions": 100,
+    "jobs": 10_000,
+}
+# String fields that are free text (not label values), and how long they may be.
+TEXT_FIELDS: dict[str, int] = {
+    "url": URL_MAX,
+    "run_url": URL_MAX,
+    "error_message": TEXT_MAX,
+    "error": TEXT_MAX,
+    "console_errors": TEXT_MAX,
+    "js_exceptions": TEXT_MAX,
+}
+LEVELS = frozenset({"warn", "fail"})
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_MEASURE = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
 _E = TypeVar("_E", bound=enum.StrEnum)
 _T = TypeVar("_T")
@@ -214,6 +245,34 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def fit(result: RunResult) -> RunResult:
+    """The result cut to the contract's limits: a run is reported, never refused for size.
+
+    Free text is cut with an ellipsis, lists keep their first entries; names come from a
+    validated config and are cut only as a last resort.
+    """
+    return from_dict(fit_document(to_dict(result)))
+
+
+def fit_document(document: dict[str, Any]) -> dict[str, Any]:
+    """A result document (``to_dict``'s form) cut to the contract's limits."""
+    fitted: dict[str, Any] = _fit(document, None)
+    return fitted
+
+
+def _fit(value: Any, key: str | None) -> Any:
+    if isinstance(value, str):
+        limit = TEXT_FIELDS.get(key or "", NAME_MAX)
+        text = value.encode("utf-8", "replace").decode("utf-8")  # no lone surrogates
+        return text if len(text) <= limit else text[: limit - 1] + "…"
+    if isinstance(value, list):
+        kept = value[: LIST_MAX.get(key or "", len(value))]
+        return [_fit(item, key) for item in kept]
+    if isinstance(value, dict):
+        return {k: _fit(v, k) for k, v in value.items()}
+    return value
+
+
 class ResultFormatError(ValueError):
     """A result document that does not follow the contract; says where and why."""
 
@@ -221,18 +280,21 @@ class ResultFormatError(ValueError):
 def from_dict(data: object) -> RunResult:
     """Parse and validate a result document received over the wire."""
     obj = _mapping(data, "$")
-    version = obj.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise ResultFormatError(f"$.schema_version: expected {SCHEMA_VERSION}, got {version!r}")
+    _check_version(obj)
+    check_plain(obj)
+    run_id = _run_id(obj)
+    started, finished = _num(obj, "started_at", "$"), _num(obj, "finished_at", "$")
+    if finished < started:
+        raise ResultFormatError(f"$.finished_at: {finished} is before started_at ({started})")
     return RunResult(
-        run_id=_str(obj, "run_id", "$", max_len=128),
-        journey=_str(obj, "journey", "$"),
-        kind=_str(obj, "kind", "$"),
-        device=_str(obj, "device", "$"),
-        location=_str(obj, "location", "$"),
-        agent=_str(obj, "agent", "$"),
-        started_at=_num(obj, "started_at", "$"),
-        finished_at=_num(obj, "finished_at", "$"),
+        run_id=run_id,
+        journey=_name(obj, "journey", "$"),
+        kind=_name(obj, "kind", "$"),
+        device=_name(obj, "device", "$"),
+        location=_name(obj, "location", "$"),
+        agent=_name(obj, "agent", "$"),
+        started_at=started,
+        finished_at=finished,
         status=_enum(obj, "status", "$", Status),
         clicks=_int(obj, "clicks", "$"),
         click_budget=_int(obj, "click_budget", "$"),
@@ -241,9 +303,9 @@ def from_dict(data: object) -> RunResult:
         budgets=_list(obj, "budgets", "$", _parse_budget),
         error_type=_opt_enum(obj, "error_type", "$", ErrorType),
         error_message=_opt_str(obj, "error_message", "$"),
-        failed_step=_opt_str(obj, "failed_step", "$"),
+        failed_step=_opt_name(obj, "failed_step", "$"),
         attempt=_int(obj, "attempt", "$"),
-        conditions=dict(_mapping(obj.get("conditions", {}), "$.conditions")),
+        conditions=_conditions(obj),
         interval_seconds=_opt_num(obj, "interval_seconds", "$") or 0.0,
         artifacts=_list(obj, "artifacts", "$", _parse_artifact),
         run_url=_opt_str(obj, "run_url", "$"),
@@ -253,8 +315,8 @@ def from_dict(data: object) -> RunResult:
 def _parse_step(data: object, where: str) -> StepResult:
     obj = _mapping(data, where)
     return StepResult(
-        name=_str(obj, "name", where),
-        action=_str(obj, "action", where),
+        name=_name(obj, "name", where),
+        action=_name(obj, "action", where),
         status=_enum(obj, "status", where, Status),
         started_at=_num(obj, "started_at", where),
         duration_seconds=_num(obj, "duration_seconds", where),
@@ -280,13 +342,13 @@ def _parse_page(data: object, where: str) -> PageResult:
     }
     transfer = _opt_num(obj, "transfer_bytes", where)
     return PageResult(
-        step=_str(obj, "step", where),
-        url=_str(obj, "url", where, max_len=4096),
+        step=_name(obj, "step", where),
+        url=_str(obj, "url", where),
         transfer_bytes=None if transfer is None else int(transfer),
         requests=_int(obj, "requests", where),
         failed_requests=_list(obj, "failed_requests", where, _parse_failed_request),
-        console_errors=_list(obj, "console_errors", where, _plain_str),
-        js_exceptions=_list(obj, "js_exceptions", where, _plain_str),
+        console_errors=_list(obj, "console_errors", where, _text_item),
+        js_exceptions=_list(obj, "js_exceptions", where, _text_item),
         ratings=_str_map(obj, "ratings", where),
         missing=_str_map(obj, "missing", where),
         **optional,
@@ -297,33 +359,40 @@ def _parse_failed_request(data: object, where: str) -> FailedRequest:
     obj = _mapping(data, where)
     status = _opt_num(obj, "status", where)
     return FailedRequest(
-        url=_str(obj, "url", where, max_len=4096),
-        method=_str(obj, "method", where),
+        url=_str(obj, "url", where),
+        method=_name(obj, "method", where),
         status=None if status is None else int(status),
         error=_opt_str(obj, "error", where),
-        resource_type=_str(obj, "resource_type", where),
+        resource_type=_name(obj, "resource_type", where),
     )
 
 
 def _parse_artifact(data: object, where: str) -> Artifact:
     obj = _mapping(data, where)
     return Artifact(
-        name=_str(obj, "name", where, max_len=64),
-        kind=_str(obj, "kind", where),
-        content_type=_str(obj, "content_type", where),
+        name=_name(obj, "name", where, max_len=64),
+        kind=_name(obj, "kind", where),
+        content_type=_name(obj, "content_type", where),
         size=_int(obj, "size", where),
-        step=_opt_str(obj, "step", where),
+        step=_opt_name(obj, "step", where),
     )
 
 
 def _parse_budget(data: object, where: str) -> BudgetCheck:
     obj = _mapping(data, where)
+    measure, level = obj.get("measure"), obj.get("level")
+    if not isinstance(measure, str) or not _MEASURE.fullmatch(measure):
+        raise ResultFormatError(
+            f"{where}.measure: expected a measure name (a-z, 0-9, _), got {measure!r:.60}"
+        )
+    if level not in LEVELS:
+        raise ResultFormatError(f"{where}.level: expected warn or fail, got {level!r:.60}")
     return BudgetCheck(
-        measure=_str(obj, "measure", where),
-        level=_str(obj, "level", where),
+        measure=measure,
+        level=str(level),
         limit=_num(obj, "limit", where),
         value=_num(obj, "value", where),
-        step=_opt_str(obj, "step", where),
+        step=_opt_name(obj, "step", where),
     )
 
 
@@ -336,12 +405,51 @@ def _mapping(data: object, where: str) -> Mapping[str, Any]:
     return data
 
 
-def _str(obj: Mapping[str, Any], key: str, where: str, max_len: int = 256) -> str:
-    value = obj.get(key)
-    if not isinstance(value, str) or not value:
+def _check_version(obj: Mapping[str, Any]) -> None:
+    version = obj.get("schema_version")
+    if type(version) is not int or version != SCHEMA_VERSION:  # true and 1.0 are not 1
+        raise ResultFormatError(f"$.schema_version: expected {SCHEMA_VERSION}, got {version!r:.60}")
+
+
+def check_plain(data: object) -> None:
+    """Refuse what no typed reader would notice: deep nesting, text that is not UTF-8
+    (a lone surrogate would stop the history writer), and numbers that are not finite.
+
+    Iterative, so that hostile nesting cannot exhaust the stack.
+    """
+    stack: list[tuple[object, str, int]] = [(data, "$", 0)]
+    while stack:
+        value, where, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise ResultFormatError(f"{where}: nested deeper than {MAX_DEPTH} levels")
+        if isinstance(value, str):
+            _encodable(value, where)
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise ResultFormatError(f"{where}: expected a finite number, got {value}")
+        elif isinstance(value, Mapping):
+            for key, item in value.items():
+                if not isinstance(key, str):
+                    raise ResultFormatError(f"{where}: keys must be strings")
+                _encodable(key, f"{where} (a key)")
+                stack.append((item, f"{where}.{key[:40]}", depth + 1))
+        elif isinstance(value, list | tuple):
+            stack.extend((item, f"{where}[{i}]", depth + 1) for i, item in enumerate(value))
+
+
+def _encodable(text: str, where: str) -> None:
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ResultFormatError(
+                f"{where}: not valid Unicode text (a lone surrogate?)"
+            ) from None
+
+
+def _str(obj: Mapping[str, Any], key: str, where: str) -> str:
+    value = _opt_str(obj, key, where)
+    if not value:
         raise ResultFormatError(f"{where}.{key}: expected a non-empty string, got {value!r:.60}")
-    if len(value) > max_len:
-        raise ResultFormatError(f"{where}.{key}: longer than {max_len} characters")
     return value
 
 
@@ -350,14 +458,81 @@ def _opt_str(obj: Mapping[str, Any], key: str, where: str) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str):
-        raise ResultFormatError(f"{where}.{key}: expected a string or null")
+        raise ResultFormatError(f"{where}.{key}: expected a string or null, got {value!r:.60}")
+    limit = TEXT_FIELDS.get(key, NAME_MAX)
+    if len(value) > limit:
+        raise ResultFormatError(f"{where}.{key}: longer than {limit} characters")
     return value
 
 
-def _plain_str(data: object, where: str) -> str:
+def _name(obj: Mapping[str, Any], key: str, where: str, max_len: int = NAME_MAX) -> str:
+    """A name that becomes a label value or a path: short, printable, no control characters."""
+    value = _opt_name(obj, key, where, max_len)
+    if not value:
+        raise ResultFormatError(f"{where}.{key}: expected a non-empty string, got {value!r:.60}")
+    return value
+
+
+def _opt_name(obj: Mapping[str, Any], key: str, where: str, max_len: int = NAME_MAX) -> str | None:
+    value = obj.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ResultFormatError(f"{where}.{key}: expected a string or null, got {value!r:.60}")
+    if len(value) > max_len:
+        raise ResultFormatError(f"{where}.{key}: longer than {max_len} characters")
+    if _CONTROL.search(value):
+        raise ResultFormatError(f"{where}.{key}: control characters are not allowed in names")
+    return value
+
+
+def _run_id(obj: Mapping[str, Any]) -> str:
+    value = obj.get("run_id")
+    if not isinstance(value, str) or not _RUN_ID.fullmatch(value):
+        raise ResultFormatError(
+            f"$.run_id: expected 1-128 letters, digits, '_' or '-', got {value!r:.60}"
+        )
+    return value
+
+
+_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
+
+
+def _text_item(data: object, where: str) -> str:
     if not isinstance(data, str):
         raise ResultFormatError(f"{where}: expected a string")
+    if len(data) > TEXT_MAX:
+        raise ResultFormatError(f"{where}: longer than {TEXT_MAX} characters")
     return data
+
+
+def _job_name(data: object, where: str) -> str:
+    if not isinstance(data, str) or not data or len(data) > 2 * NAME_MAX:
+        raise ResultFormatError(f"{where}: expected a journey@device name")
+    if _CONTROL.search(data):
+        raise ResultFormatError(f"{where}: control characters are not allowed in names")
+    return data
+
+
+def _conditions(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """Free-form but small: the network and device a run was measured under."""
+    raw = _mapping(obj.get("conditions", {}), "$.conditions")
+    entries = 0
+    stack: list[Mapping[str, Any] | list[Any]] = [raw]
+    while stack:
+        value = stack.pop()
+        children = value.values() if isinstance(value, Mapping) else value
+        for item in children:
+            entries += 1
+            if isinstance(item, Mapping | list):
+                stack.append(item)
+            elif isinstance(item, str) and len(item) > TEXT_MAX:
+                raise ResultFormatError(f"$.conditions: a value is longer than {TEXT_MAX}")
+    if entries > CONDITIONS_MAX_ENTRIES:
+        raise ResultFormatError(
+            f"$.conditions: {entries} values, more than {CONDITIONS_MAX_ENTRIES}"
+        )
+    return dict(raw)
 
 
 def _num(obj: Mapping[str, Any], key: str, where: str) -> float:
@@ -402,8 +577,11 @@ def _opt_enum(obj: Mapping[str, Any], key: str, where: str, kind: type[_E]) -> _
 
 def _str_map(obj: Mapping[str, Any], key: str, where: str) -> dict[str, str]:
     raw = _mapping(obj.get(key, {}), f"{where}.{key}")
-    if not all(isinstance(k, str) and isinstance(v, str) for k, v in raw.items()):
-        raise ResultFormatError(f"{where}.{key}: expected an object of strings")
+    if len(raw) > CONDITIONS_MAX_ENTRIES or not all(
+        isinstance(k, str) and isinstance(v, str) and len(k) <= NAME_MAX and len(v) <= TEXT_MAX
+        for k, v in raw.items()
+    ):
+        raise ResultFormatError(f"{where}.{key}: expected a small object of strings")
     return dict(raw)
 
 
@@ -413,6 +591,9 @@ def _list(
     raw = obj.get(key, [])
     if not isinstance(raw, list | tuple):
         raise ResultFormatError(f"{where}.{key}: expected a list")
+    limit = LIST_MAX.get(key)
+    if limit is not None and len(raw) > limit:
+        raise ResultFormatError(f"{where}.{key}: {len(raw)} entries, more than {limit}")
     return tuple(parse(item, f"{where}.{key}[{index}]") for index, item in enumerate(raw))
 
 
@@ -453,22 +634,17 @@ def heartbeat_to_dict(heartbeat: AgentHeartbeat) -> dict[str, Any]:
 def heartbeat_from_dict(data: object) -> AgentHeartbeat:
     """Parse and validate a heartbeat received over the wire."""
     obj = _mapping(data, "$")
-    if obj.get("schema_version") != SCHEMA_VERSION:
-        raise ResultFormatError(
-            f"$.schema_version: expected {SCHEMA_VERSION}, got {obj.get('schema_version')!r}"
-        )
+    _check_version(obj)
+    check_plain(obj)
     reload_ok = obj.get("config_reload_successful")
     if not isinstance(reload_ok, bool):
         raise ResultFormatError("$.config_reload_successful: expected true or false")
-    buckets = _mapping(obj.get("lag_buckets", {}), "$.lag_buckets")
-    if not all(isinstance(v, int) and not isinstance(v, bool) for v in buckets.values()):
-        raise ResultFormatError("$.lag_buckets: expected an object of integer counts")
     return AgentHeartbeat(
-        agent=_str(obj, "agent", "$"),
-        location=_str(obj, "location", "$"),
+        agent=_name(obj, "agent", "$"),
+        location=_name(obj, "location", "$"),
         started_at=_num(obj, "started_at", "$"),
         sent_at=_num(obj, "sent_at", "$"),
-        jobs=_list(obj, "jobs", "$", _plain_str),
+        jobs=_list(obj, "jobs", "$", _job_name),
         running=_int(obj, "running", "$"),
         skipped_runs=_int(obj, "skipped_runs", "$"),
         missed_runs=_int(obj, "missed_runs", "$"),
@@ -476,8 +652,35 @@ def heartbeat_from_dict(data: object) -> AgentHeartbeat:
         results_dropped=_int(obj, "results_dropped", "$"),
         config_reload_successful=reload_ok,
         config_last_reload_success_at=_num(obj, "config_last_reload_success_at", "$"),
-        lag_buckets={str(k): int(v) for k, v in buckets.items()},
+        lag_buckets=_lag_buckets(obj),
         lag_sum=_num(obj, "lag_sum", "$"),
         lag_count=_int(obj, "lag_count", "$"),
         artifacts_dropped=_int(obj, "artifacts_dropped", "$") if "artifacts_dropped" in obj else 0,
     )
+
+
+MAX_BUCKETS = 64
+
+
+def _lag_buckets(obj: Mapping[str, Any]) -> dict[str, int]:
+    """Histogram buckets: each key an upper bound (a number or +Inf), each value a count."""
+    buckets = _mapping(obj.get("lag_buckets", {}), "$.lag_buckets")
+    if len(buckets) > MAX_BUCKETS:
+        raise ResultFormatError(f"$.lag_buckets: more than {MAX_BUCKETS} buckets")
+    for bound, count in buckets.items():
+        if not _is_bound(bound):
+            raise ResultFormatError(
+                f"$.lag_buckets: bucket bounds must be numbers or +Inf, got {bound!r:.40}"
+            )
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise ResultFormatError("$.lag_buckets: expected an object of integer counts >= 0")
+    return dict(buckets)
+
+
+def _is_bound(text: str) -> bool:
+    if text == "+Inf":
+        return True
+    try:
+        return math.isfinite(float(text)) and len(text) <= 32
+    except ValueError:
+        return False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -103,7 +104,7 @@ def test_a_result_survives_the_wire_unchanged() -> None:
             lambda d: d["steps"][1].update(error_type="oops"),
             "$.steps[1].error_type: expected one of timeout",
         ),
-        (lambda d: d.update(run_id="x" * 500), "$.run_id: longer than 128 characters"),
+        (lambda d: d.update(run_id="x" * 500), "$.run_id: expected 1-128 letters, digits"),
         (lambda d: d.update(steps={}), "$.steps: expected a list"),
         (lambda d: d.update(clicks=True), "$.clicks: expected an integer >= 0"),
     ],
@@ -157,16 +158,9 @@ def imports_of(path: Path) -> set[str]:
 def test_the_result_contract_imports_only_the_standard_library() -> None:
     imported = imports_of(ROOT / "probes" / "result.py")
 
-    allowed = {
-        "__future__",
-        "dataclasses",
-        "enum",
-        "functools",
-        "math",
-        "collections.abc",
-        "typing",
-    }
-    assert imported <= allowed, imported - allowed
+    outside = {name for name in imported if name.split(".")[0] not in sys.stdlib_module_names}
+    assert imported, "the check must see the module's imports"
+    assert not outside
 
 
 def test_the_collector_imports_nothing_of_the_agent_but_the_contract() -> None:
