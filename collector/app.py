@@ -23,7 +23,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from collector import pages
 from collector.artifacts import ArtifactRefused, ArtifactStore, RetentionLimits
 from collector.history import RunHistory
-from collector.ingest import Ingestor
+from collector.ingest import IngestLimits, Ingestor, Refused
 from collector.metrics import MetricsRenderer
 from collector.state import CollectorState
 from probes.result import ResultFormatError, to_dict
@@ -40,6 +40,7 @@ class CollectorSettings:
     max_body_bytes: int = 1024 * 1024
     max_batch: int = 500
     retention: RetentionLimits = field(default_factory=RetentionLimits)
+    limits: IngestLimits = field(default_factory=IngestLimits)
 
     @property
     def database(self) -> Path:
@@ -86,10 +87,10 @@ def create_app(settings: CollectorSettings) -> web.Application:
 
 async def _history(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    history = RunHistory(settings.database, settings.history_per_series)
+    history = RunHistory(settings.database, settings.history_per_series, app[REGISTRY])
     await history.open()
     app[HISTORY] = history
-    app[INGESTOR] = Ingestor(app[STATE], history, app[REGISTRY])
+    app[INGESTOR] = Ingestor(app[STATE], history, app[REGISTRY], settings.limits)
     await app[INGESTOR].load_seen()
     log.info("collector_ready", database=str(settings.database))
     yield
@@ -113,9 +114,37 @@ async def _json_body(request: web.Request) -> Any:
     if len(body) > limit:
         raise _too_large(limit, len(body))
     try:
-        return json.loads(body)
+        return json.loads(body, parse_constant=_no_constant)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise _error(web.HTTPBadRequest, f"invalid JSON: {exc}") from None
+    except RecursionError:
+        raise _error(web.HTTPBadRequest, "invalid JSON: nested too deeply") from None
+    except ValueError as exc:
+        raise _error(web.HTTPBadRequest, f"invalid JSON: {exc}") from None
+
+
+def _no_constant(name: str) -> object:
+    """JSON has no NaN or Infinity; Python's parser would accept them."""
+    raise ValueError(f"{name} is not a JSON number")
+
+
+_REFUSED_STATUS: dict[int, type[web.HTTPException]] = {
+    400: web.HTTPBadRequest,
+    404: web.HTTPNotFound,
+    409: web.HTTPConflict,
+    413: web.HTTPRequestEntityTooLarge,
+    415: web.HTTPUnsupportedMediaType,
+    422: web.HTTPUnprocessableEntity,
+    429: web.HTTPTooManyRequests,
+}
+
+
+def _refusal(exc: ResultFormatError) -> web.HTTPException:
+    """The 4xx for a document the collector will not keep, its body saying why."""
+    status = exc.status if isinstance(exc, Refused) else 400
+    if status == 413:
+        return _error(web.HTTPBadRequest, str(exc))  # 413 needs sizes aiohttp insists on
+    return _error(_REFUSED_STATUS.get(status, web.HTTPBadRequest), str(exc))
 
 
 def _too_large(limit: int, size: int) -> web.HTTPException:
@@ -127,16 +156,27 @@ def _too_large(limit: int, size: int) -> web.HTTPException:
 
 async def put_artifact(request: web.Request) -> web.Response:
     """Store one artifact of a run: a screenshot, the page's HTML or a trace."""
-    store = request.app[ARTIFACTS]
+    store, ingestor = request.app[ARTIFACTS], request.app[INGESTOR]
     run_id, name = request.match_info["run_id"], request.match_info["name"]
     try:
-        store.check(run_id, name, request.content_type, request.content_length or 0)
+        expected = await ingestor.expected_artifacts(run_id)
+        store.check(run_id, name, request.content_type, request.content_length or 0, expected)
         data = await request.read()
-        await store.put(run_id, name, request.content_type, data)
+        await store.put(run_id, name, request.content_type, data, expected)
     except ArtifactRefused as exc:
-        log.warning("artifact_refused", run_id=run_id[:130], name=name[:80], error=str(exc))
+        ingestor.refused.labels("artifact", exc.reason).inc()
+        log.warning(
+            "artifact_refused", run_id=ascii(run_id)[:130], name=ascii(name)[:80], error=str(exc)
+        )
+        if exc.status == 404:
+            raise _error(web.HTTPNotFound, str(exc)) from None
         if exc.status == 413:
-            raise _too_large(store.limits.max_artifact_bytes, request.content_length or 0) from None
+            raise web.HTTPRequestEntityTooLarge(
+                max_size=store.limits.max_artifact_bytes,
+                actual_size=request.content_length or 0,
+                text=json.dumps({"error": str(exc)}),
+                content_type="application/json",
+            ) from None
         kind: type[web.HTTPException] = (
             web.HTTPUnsupportedMediaType if exc.status == 415 else web.HTTPBadRequest
         )
@@ -180,8 +220,8 @@ async def post_results(request: web.Request) -> web.Response:
     try:
         outcome = request.app[INGESTOR].ingest(documents)
     except ResultFormatError as exc:
-        log.warning("result_rejected", error=str(exc), remote=request.remote)
-        raise _error(web.HTTPBadRequest, str(exc)) from None
+        log.warning("result_rejected", error=str(exc)[:500], remote=request.remote)
+        raise _refusal(exc) from None
     return web.json_response({"accepted": outcome.accepted, "duplicates": outcome.duplicates})
 
 
@@ -191,7 +231,8 @@ async def post_heartbeat(request: web.Request) -> web.Response:
     try:
         request.app[INGESTOR].heartbeat(body)
     except ResultFormatError as exc:
-        raise _error(web.HTTPBadRequest, str(exc)) from None
+        log.warning("heartbeat_rejected", error=str(exc)[:500], remote=request.remote)
+        raise _refusal(exc) from None
     return web.json_response({"ok": True})
 
 
@@ -270,7 +311,11 @@ async def healthy(_: web.Request) -> web.Response:
 
 
 async def ready(request: web.Request) -> web.Response:
-    """Ready once the history is open and recent run ids are loaded."""
+    """Ready once the history is open and recent run ids are loaded, and while it keeps
+    what it accepts (a stopped or failing history writer makes the collector unready)."""
     if INGESTOR not in request.app:
         raise web.HTTPServiceUnavailable(text="starting\n")
+    problem = request.app[HISTORY].problem
+    if problem is not None:
+        raise web.HTTPServiceUnavailable(text=f"history: {problem}\n")
     return web.Response(text="Ready\n")

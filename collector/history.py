@@ -4,6 +4,12 @@ SQLite calls block, so they never run on the event loop: one worker thread
 owns the connection; ingest only enqueues. Batching commits (WAL,
 synchronous=NORMAL) is what lets one core take thousands of results per
 second. On close, everything queued is written before the file is closed.
+
+The writer must outlive any row: a batch that fails is written again row by
+row, and a row that still fails is logged, counted and skipped, so one bad
+row can never stop the writes of every later result. ``problem`` says when
+the writer is unwell (it stopped, or nothing could be written lately), and
+``/-/ready`` reports it.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import structlog
+from prometheus_client import CollectorRegistry, Counter
 
 log = structlog.get_logger(__name__)
 
@@ -58,7 +65,12 @@ class HistoryRow:
 class RunHistory:
     """The last ``keep_per_series`` runs of every journey/location/device."""
 
-    def __init__(self, path: Path, keep_per_series: int = 1000) -> None:
+    def __init__(
+        self,
+        path: Path,
+        keep_per_series: int = 1000,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
         self._path = path
         self._keep = keep_per_series
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="history")
@@ -66,6 +78,19 @@ class RunHistory:
         self._conn: sqlite3.Connection | None = None
         self._writer: asyncio.Task[None] | None = None
         self._since_prune = 0
+        self._last_error: str | None = None  # set while writes fail, cleared by a good one
+        self._failed_rows = Counter(
+            "parcours_collector_history_write_failures",
+            "Runs that could not be written to the history (logged and skipped).",
+            registry=registry,
+        )
+
+    @property
+    def problem(self) -> str | None:
+        """Why the history is not keeping results now, or None when it is."""
+        if self._writer is None or self._writer.done():
+            return "the history writer has stopped"
+        return self._last_error
 
     async def open(self) -> None:
         """Create the file and schema, and start the batch writer."""
@@ -96,14 +121,37 @@ class RunHistory:
             rows = [row for row in batch if row is not None]
             try:
                 if rows:
-                    await self._call(self._insert_sync, rows)
-            except sqlite3.Error as exc:  # disk full, corrupt file: say so loudly, keep serving
-                log.error("history_write_failed", error=str(exc), runs=len(rows))
+                    await self._write(rows)
             finally:
                 for _ in batch:
                     self._queue.task_done()
             if len(rows) < len(batch):
                 return  # the close marker was in this batch
+
+    async def _write(self, rows: list[HistoryRow]) -> None:
+        """A batch in one transaction; if that fails, row by row, skipping what cannot go."""
+        try:
+            await self._call(self._insert_sync, rows)
+            self._last_error = None
+            return
+        except Exception as exc:  # noqa: BLE001 - any row error: fall back to one at a time
+            log.warning("history_batch_failed", error=repr(exc)[:300], runs=len(rows))
+        written = 0
+        for row in rows:
+            try:
+                await self._call(self._insert_sync, [row])
+                written += 1
+            except Exception as exc:  # noqa: BLE001 - the bad row is skipped, never the writer
+                self._failed_rows.inc()
+                self._last_error = f"{type(exc).__name__}: {str(exc)[:200]}"
+                log.error(
+                    "history_write_failed",
+                    error=repr(exc)[:300],
+                    run_id=row.run_id[:130],
+                    journey=ascii(row.journey)[:130],
+                )
+        if written:
+            self._last_error = None
 
     def _insert_sync(self, batch: list[HistoryRow]) -> None:
         assert self._conn is not None
@@ -130,7 +178,14 @@ class RunHistory:
         if self._since_prune >= PRUNE_EVERY:
             self._prune_sync()
 
+    async def prune(self) -> None:
+        """Apply the per-series limit now (it is applied every PRUNE_EVERY inserts anyway)."""
+        await self.flush()
+        await self._call(self._prune_sync)
+
     def _prune_sync(self) -> None:
+        """Keep the newest runs of each series, counted per agent: results posted under
+        another agent's name cannot push a genuine agent's runs out of the history."""
         assert self._conn is not None
         self._since_prune = 0
         with self._conn:
@@ -138,7 +193,8 @@ class RunHistory:
                 """DELETE FROM runs WHERE rowid IN (
                      SELECT rowid FROM (
                        SELECT rowid, ROW_NUMBER() OVER (
-                         PARTITION BY journey, location, device ORDER BY started_at DESC) AS n
+                         PARTITION BY journey, location, device, agent
+                         ORDER BY started_at DESC) AS n
                        FROM runs) WHERE n > ?)""",
                 (self._keep,),
             )
@@ -239,10 +295,9 @@ class RunHistory:
 
     async def close(self) -> None:
         """Write what is queued, then close the file and the thread."""
-        if self._writer is not None:
+        if self._writer is not None and not self._writer.done():
             self._queue.put_nowait(None)
             await self._writer
-            self._writer = None
         if self._conn is not None:
             await self._call(self._conn.close)
             self._conn = None

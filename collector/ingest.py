@@ -2,10 +2,18 @@
 
 The HTTP handlers and the embedded agent (``parcours run``) both call this,
 so the two deployments share one code path past the transport.
+
+Beyond the contract's own checks, the collector refuses what it could not keep
+honestly: a result dated further in the future than the allowed clock skew
+(it would stay its series' latest and hide every real failure after it), and
+a result that would create more series than an agent or a location may have
+(one client cannot blow up /metrics). Each refusal is a ``Refused`` with an
+HTTP status and a reason, and is counted.
 """
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, cast
@@ -13,12 +21,42 @@ from typing import Any, cast
 import structlog
 from prometheus_client import CollectorRegistry, Counter
 
+from collector.artifacts import ExpectedArtifacts
 from collector.history import HistoryRow, RunHistory
-from collector.state import CollectorState
-from probes.result import ResultFormatError, RunResult, from_dict, heartbeat_from_dict
+from collector.state import CollectorState, SeriesKey
+from probes.result import (
+    ResultFormatError,
+    RunResult,
+    from_dict,
+    heartbeat_from_dict,
+)
 
 log = structlog.get_logger(__name__)
 DEDUPE_WINDOW = 200_000  # run ids remembered to refuse repeats (agents retry within minutes)
+RUNS_EXPECTING_ARTIFACTS = 20_000  # recent runs whose declared artifacts may still arrive
+REFUSAL_REASONS = {
+    "result": ("invalid", "clock_skew", "series_limit"),
+    "heartbeat": ("invalid", "clock_skew"),
+    "artifact": ("invalid", "unknown_run", "undeclared", "quota"),
+}
+
+
+@dataclass(frozen=True)
+class IngestLimits:
+    """What one agent or location may do; the defaults suit hundreds of journeys."""
+
+    max_clock_skew_seconds: float = 300.0
+    max_series_per_agent: int = 2_000
+    max_series_per_location: int = 10_000
+
+
+class Refused(ResultFormatError):
+    """A well-formed document the collector will not keep; ``status`` is the HTTP answer."""
+
+    def __init__(self, message: str, status: int, reason: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -33,11 +71,17 @@ class Ingestor:
     """Owns the path from a received document to state, history and counters."""
 
     def __init__(
-        self, state: CollectorState, history: RunHistory, registry: CollectorRegistry
+        self,
+        state: CollectorState,
+        history: RunHistory,
+        registry: CollectorRegistry,
+        limits: IngestLimits | None = None,
     ) -> None:
         self._state = state
         self._history = history
+        self.limits = limits or IngestLimits()
         self._seen: OrderedDict[str, None] = OrderedDict()
+        self._expecting: OrderedDict[str, ExpectedArtifacts] = OrderedDict()
         self._received = Counter(
             "parcours_collector_results_received",
             "Result documents received, by outcome (accepted, duplicate, rejected).",
@@ -50,23 +94,88 @@ class Ingestor:
             ["outcome"],
             registry=registry,
         )
+        self.refused = Counter(
+            "parcours_collector_refused",
+            "Documents refused, by what (result, heartbeat, artifact) and why.",
+            ["what", "reason"],
+            registry=registry,
+        )
+        for what, reasons in REFUSAL_REASONS.items():
+            for reason in reasons:  # exported from 0, so that increase() sees the first one
+                self.refused.labels(what, reason)
 
     async def load_seen(self) -> None:
         """Remember recent run ids from disk, so a restart does not count a resend twice."""
         for run_id in await self._history.recent_run_ids(DEDUPE_WINDOW):
             self._seen[run_id] = None
 
-    def parse(self, documents: list[object]) -> list[tuple[RunResult, dict[str, Any]]]:
+    def parse(
+        self, documents: list[object], now: float | None = None
+    ) -> list[tuple[RunResult, dict[str, Any]]]:
         """Validate every document first: a batch is taken whole or refused whole."""
+        now = time.time() if now is None else now
         results = []
         for index, document in enumerate(documents):
+            where = f"document {index}: " if len(documents) > 1 else ""
             try:
-                results.append((from_dict(document), cast(dict[str, Any], document)))
+                result = from_dict(document)
+                self._check_clock(result.started_at, result.finished_at, now=now)
+            except Refused as exc:
+                self._refuse("result", exc)
+                raise Refused(f"{where}{exc}", exc.status, exc.reason) from None
             except ResultFormatError as exc:
-                self._received.labels("rejected").inc()
-                where = f"document {index}: " if len(documents) > 1 else ""
+                self._refuse("result", exc)
                 raise ResultFormatError(f"{where}{exc}") from None
+            results.append((result, cast(dict[str, Any], document)))
+        try:
+            self._check_series_limits([result for result, _ in results])
+        except Refused as exc:
+            self._refuse("result", exc)
+            raise
         return results
+
+    def _refuse(self, what: str, exc: ResultFormatError) -> None:
+        reason = exc.reason if isinstance(exc, Refused) else "invalid"
+        self.refused.labels(what, reason).inc()
+        if what == "result":
+            self._received.labels("rejected").inc()
+
+    def _check_clock(self, *stamps: float, now: float) -> None:
+        """A time ahead of ours by more than the skew is a broken clock or a forgery."""
+        skew = self.limits.max_clock_skew_seconds
+        ahead = max(stamps) - now
+        if ahead > skew:
+            raise Refused(
+                f"dated {ahead:.0f}s in the future (collector time {now:.0f}); "
+                f"check the agent's clock (allowed skew {skew:.0f}s)",
+                422,
+                "clock_skew",
+            )
+
+    def _check_series_limits(self, results: list[RunResult]) -> None:
+        """New series per agent and per location stay under their limits."""
+        new: dict[SeriesKey, RunResult] = {}
+        for result in results:
+            key = (result.journey, result.location, result.device)
+            if key not in self._state.series:
+                new.setdefault(key, result)
+        for field, limit in (
+            ("agent", self.limits.max_series_per_agent),
+            ("location", self.limits.max_series_per_location),
+        ):
+            adding: dict[str, int] = {}
+            for result in new.values():
+                owner = getattr(result, field)
+                adding[owner] = adding.get(owner, 0) + 1
+            for owner, count in adding.items():
+                have = self._state.series_count(**{field: owner})
+                if have + count > limit:
+                    raise Refused(
+                        f"{field} {owner!r} has {have} series; {count} more would pass its "
+                        f"limit of {limit} (journey, location, device combinations)",
+                        429,
+                        "series_limit",
+                    )
 
     def accept(self, results: list[tuple[RunResult, dict[str, Any]]]) -> IngestOutcome:
         """Apply parsed results; a run id already seen is acknowledged and not counted again.
@@ -80,7 +189,7 @@ class Ingestor:
                 duplicates += 1
                 self._received.labels("duplicate").inc()
                 continue
-            self._remember(result.run_id)
+            self._remember(result)
             self._state.apply(result)
             self._history.add(_row(result, document))
             self._received.labels("accepted").inc()
@@ -91,20 +200,40 @@ class Ingestor:
         """Parse, then accept: the one entry point for HTTP and the embedded agent."""
         return self.accept(self.parse(documents))
 
-    def heartbeat(self, document: object) -> None:
+    def heartbeat(self, document: object, now: float | None = None) -> None:
         """Record an agent's health; raises ResultFormatError for a bad document."""
+        now = time.time() if now is None else now
         try:
             heartbeat = heartbeat_from_dict(document)
-        except ResultFormatError:
+            self._check_clock(heartbeat.sent_at, heartbeat.started_at, now=now)
+        except ResultFormatError as exc:
             self._heartbeats.labels("rejected").inc()
+            self._refuse("heartbeat", exc)
             raise
-        self._state.apply_heartbeat(heartbeat)
+        self._state.apply_heartbeat(heartbeat, now)
         self._heartbeats.labels("accepted").inc()
 
-    def _remember(self, run_id: str) -> None:
-        self._seen[run_id] = None
+    async def expected_artifacts(self, run_id: str) -> ExpectedArtifacts | None:
+        """What an accepted run declared (recent ones from memory, older ones from the
+        history), or None for a run we never accepted."""
+        found = self._expecting.get(run_id)
+        if found is not None or run_id not in self._seen:
+            return found
+        document = await self._history.run(run_id)
+        if document is None:
+            return None
+        sizes = {a["name"]: a["size"] for a in document.get("artifacts", [])}
+        return ExpectedArtifacts(str(document.get("agent", "")), sizes)
+
+    def _remember(self, result: RunResult) -> None:
+        self._seen[result.run_id] = None
         if len(self._seen) > DEDUPE_WINDOW:
             self._seen.popitem(last=False)
+        if result.artifacts:
+            sizes = {a.name: a.size for a in result.artifacts}
+            self._expecting[result.run_id] = ExpectedArtifacts(result.agent, sizes)
+            if len(self._expecting) > RUNS_EXPECTING_ARTIFACTS:
+                self._expecting.popitem(last=False)
 
 
 def _row(result: RunResult, document: dict[str, Any]) -> HistoryRow:

@@ -24,8 +24,12 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+import structlog
+
 from collector.state import CollectorState, SeriesKey, SeriesState
 from probes.result import AgentHeartbeat, RunResult, Status
+
+log = structlog.get_logger(__name__)
 
 AGENT_STALE_SECONDS = 90.0  # three missed heartbeats at the default 30 s
 SLICE = 200  # series rendered between two yields to the event loop
@@ -227,7 +231,16 @@ def escape(value: str) -> str:
 
 def labels(**pairs: str) -> str:
     """``{a="x",b="y"}`` from keyword pairs, in the order given."""
-    return "{" + ",".join(f'{k}="{escape(v)}"' for k, v in pairs.items()) + "}"
+    return "{" + _pairs(pairs) + "}"
+
+
+def _extra(**pairs: str) -> str:
+    """``,a="x",b="y"``: labels to add after a series' own, every value escaped."""
+    return "," + _pairs(pairs)
+
+
+def _pairs(pairs: dict[str, str]) -> str:
+    return ",".join(f'{k}="{escape(v)}"' for k, v in pairs.items())
 
 
 def render_series(series: SeriesState) -> dict[str, str]:
@@ -247,30 +260,26 @@ def render_series(series: SeriesState) -> dict[str, str]:
         add(family, "", "", read(result))
     if result.status is Status.FAILED:
         error = result.error_type.value if result.error_type else "unknown"
-        failed = f',step="{escape(result.failed_step or "")}",error_type="{error}"'
-        add(FAILED_STEP, "", failed, 1.0)
+        add(FAILED_STEP, "", _extra(step=result.failed_step or "", error_type=error), 1.0)
     add(CONSECUTIVE, "", "", float(series.consecutive_failures))
     if result.interval_seconds:
         add(INTERVAL, "", "", result.interval_seconds)
     for check in result.budgets:
         add(
-            BUDGET,
-            "",
-            f',step="{escape(check.step or "")}",measure="{check.measure}",level="{check.level}"',
-            1.0,
+            BUDGET, "", _extra(step=check.step or "", measure=check.measure, level=check.level), 1.0
         )
     for step in result.steps:
         if step.status is not Status.SKIPPED:
-            step_label = f',step="{escape(step.name)}"'
+            step_label = _extra(step=step.name)
             add(STEP_SUCCESS, "", step_label, 1.0 if step.status is Status.PASSED else 0.0)
             add(STEP_DURATION, "", step_label, step.duration_seconds)
     _page_lines(result, add)
     for status, count in sorted(series.runs.items()):
-        add(RUNS, "", f',status="{status}"', float(count))
+        add(RUNS, "", _extra(status=status), float(count))
     for (step_name, error), count in sorted(series.failures.items()):
-        add(FAILURES, "", f',step="{escape(step_name)}",error_type="{error}"', float(count))
+        add(FAILURES, "", _extra(step=step_name, error_type=error), float(count))
     for bound, count in series.durations.cumulative():
-        add(DURATIONS, "_bucket", f',le="{bound}"', float(count))
+        add(DURATIONS, "_bucket", _extra(le=bound), float(count))
     add(DURATIONS, "_sum", "", series.durations.total)
     add(DURATIONS, "_count", "", float(series.durations.count))
     return {name: "".join(text) for name, text in lines.items()}
@@ -282,7 +291,7 @@ def _page_lines(result: RunResult, add: Callable[[Family, str, str, float], None
         if page.step in seen:
             continue
         seen.add(page.step)
-        step_label = f',step="{escape(page.step)}"'
+        step_label = _extra(step=page.step)
         for field, family in PAGE_GAUGES.items():
             value = getattr(page, field)
             if value is not None:
@@ -328,7 +337,11 @@ class MetricsRenderer:
         for index, (key, series) in enumerate(items):
             cached = self._cache.get(key)
             if cached is None or cached[0] != series.version:
-                cached = (series.version, render_series(series))
+                try:
+                    cached = (series.version, render_series(series))
+                except Exception as exc:  # noqa: BLE001 - one series never takes /metrics down
+                    log.error("series_render_failed", series=ascii(key)[:300], error=repr(exc))
+                    continue
                 self._cache[key] = cached
             for name, text in cached[1].items():
                 fragments[name].append(text)

@@ -83,12 +83,19 @@ class AgentSeen:
     received_at: float
 
 
+QUIET_INTERVALS = 2  # a series unscheduled by its agent goes once quiet this many intervals
+QUIET_DEFAULT_SECONDS = 300.0  # for one-off runs, which carry no interval
+
+
 @dataclass
 class CollectorState:
     """Everything /metrics is built from."""
 
     series: dict[SeriesKey, SeriesState] = field(default_factory=dict)
     agents: dict[tuple[str, str], AgentSeen] = field(default_factory=dict)
+    _per_agent: Counter[str] = field(default_factory=Counter)
+    _per_location: Counter[str] = field(default_factory=Counter)
+    _owner: dict[SeriesKey, str] = field(default_factory=dict)  # the agent that created it
 
     def apply(self, result: RunResult) -> None:
         """Count a run into its series, creating the series on its first run."""
@@ -96,13 +103,21 @@ class CollectorState:
         series = self.series.get(key)
         if series is None:
             series = self.series[key] = SeriesState(result)
+            self._owner[key] = result.agent
+            self._per_agent[result.agent] += 1
+            self._per_location[result.location] += 1
         series.count(result)
 
+    def series_count(self, *, agent: str | None = None, location: str | None = None) -> int:
+        """How many series an agent created, or a location has (for cardinality limits)."""
+        if agent is not None:
+            return self._per_agent[agent]
+        return self._per_location[location or ""]
+
     def apply_heartbeat(self, heartbeat: AgentHeartbeat, now: float | None = None) -> None:
-        """Record an agent's health and forget journeys it no longer runs."""
-        self.agents[(heartbeat.agent, heartbeat.location)] = AgentSeen(
-            heartbeat, time.time() if now is None else now
-        )
+        """Record an agent's health; forget journeys it no longer runs once they went quiet."""
+        now = time.time() if now is None else now
+        self.agents[(heartbeat.agent, heartbeat.location)] = AgentSeen(heartbeat, now)
         running = set(heartbeat.jobs)
         gone = [
             key
@@ -110,6 +125,16 @@ class CollectorState:
             if series.latest.agent == heartbeat.agent
             and series.latest.location == heartbeat.location
             and f"{key[0]}@{key[2]}" not in running
+            and now - series.latest.finished_at > _quiet_after(series.latest)
         ]
         for key in gone:
-            del self.series[key]
+            self._forget(key)
+
+    def _forget(self, key: SeriesKey) -> None:
+        del self.series[key]
+        self._per_agent[self._owner.pop(key)] -= 1
+        self._per_location[key[1]] -= 1
+
+
+def _quiet_after(result: RunResult) -> float:
+    return QUIET_INTERVALS * (result.interval_seconds or QUIET_DEFAULT_SECONDS)

@@ -31,12 +31,17 @@ class LocalSink:
         self._ingestor.ingest([to_dict(result)])
         if self._artifacts is None:
             return
+        expected = await self._ingestor.expected_artifacts(result.run_id)
         for artifact in result.artifacts:
             if artifact.name not in blobs:
                 continue
             try:
                 await self._artifacts.put(
-                    result.run_id, artifact.name, artifact.content_type, blobs[artifact.name]
+                    result.run_id,
+                    artifact.name,
+                    artifact.content_type,
+                    blobs[artifact.name],
+                    expected,
                 )
             except ArtifactRefused as exc:
                 log.error(

@@ -7,6 +7,7 @@ import os
 import time
 import zipfile
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +15,18 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from collector.app import CollectorSettings, create_app
-from collector.artifacts import ArtifactRefused, ArtifactStore, RetentionLimits
+from collector.artifacts import (
+    ArtifactRefused,
+    ArtifactStore,
+    ExpectedArtifacts,
+    RetentionLimits,
+)
 from probes.browser import BrowserManager
-from probes.result import ErrorType, Status, to_dict
+from probes.result import Artifact, ErrorType, Status, to_dict
 from probes.runners.evidence import secret_fields
 from probes.runners.journey import RunOutcome, RunRequest, run_outcome
 from tests.conftest import config_from
+from tests.documents import result as stored_result
 
 SECRET = "VOUCHER-evidence-9876"
 CHECKOUT = """
@@ -112,12 +119,14 @@ def test_retention_deletes_the_oldest_runs_past_the_limits_and_nothing_else(
     limits = RetentionLimits(max_age_seconds=3600, max_total_bytes=2500)
     now = time.time()
 
+    declared = ExpectedArtifacts("agent-1", {"step-01.html": len(page)})
+
     async def scenario() -> None:
         unlimited = ArtifactStore(root, RetentionLimits(max_age_seconds=1e9, max_total_bytes=10**9))
         for run_id, age in (("old", 7200), ("a", 300), ("b", 200), ("c", 100)):
-            await unlimited.put(run_id, "step-01.html", "text/html", page)
+            await unlimited.put(run_id, "step-01.html", "text/html", page, declared)
             os.utime(root / run_id, (now - age, now - age))
-        await ArtifactStore(root, limits).put("d", "step-01.html", "text/html", page)
+        await ArtifactStore(root, limits).put("d", "step-01.html", "text/html", page, declared)
 
     asyncio.run(scenario())
 
@@ -142,7 +151,7 @@ def test_a_hostile_artifact_is_refused_before_any_path_is_built(
     store = ArtifactStore(tmp_path / "artifacts")
 
     with pytest.raises(ArtifactRefused) as caught:
-        store.check(run_id, name, content_type, 10)
+        store.check(run_id, name, content_type, 10, ExpectedArtifacts("a", {name: 10}))
 
     assert caught.value.status == status
 
@@ -187,6 +196,11 @@ async def test_a_malicious_upload_gets_a_4xx_and_writes_nothing(
     content_type: str,
     status: int,
 ) -> None:
+    declared = replace(
+        stored_result("run"),
+        artifacts=(Artifact("shot.png", "screenshot", "image/png", len(body)),),
+    )
+    assert (await collector.post("/api/v1/results", json=to_dict(declared))).status == 200
     before = tree(tmp_path)
 
     response = await collector.put(path, data=body, headers={"Content-Type": content_type})
