@@ -84,6 +84,25 @@ def _parser() -> argparse.ArgumentParser:
     collector.add_argument(
         "--history", type=int, default=1000, help="runs kept per journey, location and device"
     )
+    collector.add_argument(
+        "--max-series-per-agent",
+        type=int,
+        default=2000,
+        help="journey/location/device series one agent may create (default 2000)",
+    )
+    collector.add_argument(
+        "--max-series-per-location",
+        type=int,
+        default=10000,
+        help="series one location may have (default 10000)",
+    )
+    collector.add_argument(
+        "--max-clock-skew",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="results dated further ahead than this are refused (default 300)",
+    )
     collector.set_defaults(handler=_cmd_collector, default_log_level="info")
 
     agent = commands.add_parser("agent", help="run journeys on schedule, post to a collector")
@@ -101,9 +120,26 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _label(text: str) -> str:
+    """A location or agent name: it becomes a label value, so it stays short and printable."""
+    if not text or len(text) > 80 or not text.isprintable():
+        raise argparse.ArgumentTypeError(f"expected 1-80 printable characters, got {text!r:.90}")
+    return text
+
+
 def _agent_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--location", default="local", help="where this agent runs (a label)")
-    parser.add_argument("--agent-name", default=None, help="default: the host name")
+    parser.add_argument(
+        "--location", type=_label, default="local", help="where this agent runs (a label)"
+    )
+    parser.add_argument("--agent-name", type=_label, default=None, help="default: the host name")
+    parser.add_argument(
+        "--grace",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="on SIGTERM/SIGINT, how long running journeys may take to finish and report "
+        "(a second signal stops at once; default 10)",
+    )
     parser.add_argument(
         "--max-concurrency",
         type=int,
@@ -123,6 +159,7 @@ def _agent_settings(args: argparse.Namespace) -> AgentSettings:
         max_concurrency=args.max_concurrency or defaults.max_concurrency,
         heartbeat_interval=args.heartbeat_interval,
         watch_paths=tuple(args.paths),
+        shutdown_grace=args.grace,
     )
 
 
@@ -170,9 +207,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_collector(args: argparse.Namespace) -> int:
     from collector.app import CollectorSettings
+    from collector.ingest import IngestLimits
     from probes.serve import Listen, run_collector
 
-    settings = CollectorSettings(Path(args.data_dir), history_per_series=args.history)
+    limits = IngestLimits(
+        max_clock_skew_seconds=args.max_clock_skew,
+        max_series_per_agent=args.max_series_per_agent,
+        max_series_per_location=args.max_series_per_location,
+    )
+    settings = CollectorSettings(
+        Path(args.data_dir), history_per_series=args.history, limits=limits
+    )
     return _serve(run_collector(settings, Listen.parse(args.listen)))
 
 

@@ -55,11 +55,24 @@ def bound_url(runner: web.AppRunner) -> str:
     return f"http://{host}:{port}"
 
 
-def stop_on_signals(stop: asyncio.Event, reload: Callable[[], None] | None) -> None:
-    """SIGTERM and SIGINT stop; SIGHUP reloads the config."""
+def stop_on_signals(
+    stop: asyncio.Event,
+    reload: Callable[[], None] | None,
+    hurry: Callable[[], None] | None = None,
+) -> None:
+    """SIGTERM and SIGINT stop gracefully, a second one stops at once; SIGHUP reloads."""
     loop = asyncio.get_running_loop()
+
+    def on_stop_signal(sig: signal.Signals) -> None:
+        if not stop.is_set():
+            log.info("stop_requested", signal=sig.name, then="a second signal stops at once")
+            stop.set()
+        elif hurry is not None:
+            log.warning("stop_now_requested", signal=sig.name)
+            hurry()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_stop_signal, sig)
     if reload is not None:
         loop.add_signal_handler(signal.SIGHUP, reload)
 
@@ -91,11 +104,13 @@ async def run_agent(
         reload_tasks.add(task)
         task.add_done_callback(reload_tasks.discard)
 
-    stop_on_signals(stop, reload)
+    stop_on_signals(stop, reload, agent.hurry)
     try:
         await agent.start()
         await stop.wait()
     finally:
+        for task in reload_tasks:  # a reload never delays shutdown
+            task.cancel()
         await agent.stop()
 
 

@@ -102,7 +102,10 @@ def chromium_with_marker(marker: str) -> list[int]:
 
 @contextlib.contextmanager
 def parcours_run(
-    config: Path | None, data_dir: Path, env: dict[str, str] | None = None
+    config: Path | None,
+    data_dir: Path,
+    env: dict[str, str] | None = None,
+    extra: tuple[str, ...] = (),
 ) -> Iterator[tuple[subprocess.Popen[str], str]]:
     """`parcours run` as a real process; yields it and its collector's URL."""
     port = free_port()
@@ -119,6 +122,7 @@ def parcours_run(
         str(data_dir),
         "--heartbeat-interval",
         "1",
+        *extra,
     ]
     if config is not None:
         args.append(str(config))

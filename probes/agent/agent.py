@@ -3,21 +3,29 @@
 A bad config never takes a running agent down: the last good one keeps
 running, the errors are logged with file:line, and the heartbeat says
 ``config_reload_successful: false`` until a good one arrives.
+
+Stopping is graceful: scheduling stops, runs in flight get ``shutdown_grace``
+to finish and deliver their results, then Chromium closes. ``hurry`` (a second
+signal) cuts the grace short. Configs are read in daemon threads, so a load
+stuck on hostile input can neither delay a reload's caller nor hold the
+process at exit.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 
@@ -33,6 +41,7 @@ from probes.result import AgentHeartbeat
 from probes.runners.journey import RunRequest, run_outcome
 
 log = structlog.get_logger(__name__)
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -75,6 +84,8 @@ class Agent:
         self._background: list[asyncio.Task[None]] = []
         self._started_at = time.time()
         self._reload_lock = asyncio.Lock()
+        self._stopping = False
+        self._hurry = asyncio.Event()
 
     @property
     def scheduler(self) -> JourneyScheduler:
@@ -84,8 +95,8 @@ class Agent:
     async def start(self) -> None:
         """Load the config (it must be valid to start), schedule, begin heartbeats."""
         # Taken before loading, so that an edit made while we load is still seen as a change.
-        signature = await asyncio.to_thread(_signature, self.settings.watch_paths)
-        config = await asyncio.to_thread(self._load)
+        signature = await in_daemon_thread(lambda: _signature(self.settings.watch_paths))
+        config = await in_daemon_thread(self._load)
         self._use(config)
         self._scheduler.start()
         self._background.append(asyncio.create_task(self._heartbeats(), name="heartbeats"))
@@ -100,28 +111,39 @@ class Agent:
         )
 
     def _use(self, config: LoadedConfig) -> None:
+        """Switch to a config as a whole: if scheduling it fails, the old jobs are put back."""
+        previous = self._config
+        try:
+            self._scheduler.apply(config.journeys)
+        except Exception:
+            if previous is not None:
+                self._scheduler.apply(previous.journeys)
+            raise
         self._config = config
         self._scrubber.masker = config.masker
-        self._scheduler.apply(config.journeys)
         self.stats.config_reload_successful = True
         self.stats.config_last_reload_success_at = time.time()
 
     async def reload(self, reason: str) -> bool:
-        """Reread the config; keep the old one if the new one is invalid."""
+        """Reread the config; keep the old one if the new one fails in any way."""
         async with self._reload_lock:
             try:
-                config = await asyncio.to_thread(self._load)
+                config = await in_daemon_thread(self._load)
+                if self._stopping:
+                    return False
+                self._use(config)
             except ConfigError as exc:
-                self.stats.config_reload_successful = False
-                log.error(
-                    "config_reload_failed", reason=reason, problems=[str(p) for p in exc.problems]
-                )
-                await self._send_heartbeat()
-                return False
-            self._use(config)
-            log.info("config_reloaded", reason=reason, journeys=len(config.journeys))
+                self._reload_failed(reason, problems=[str(p) for p in exc.problems])
+            except Exception as exc:  # noqa: BLE001 - any failure keeps the last good config
+                self._reload_failed(reason, problems=[f"{type(exc).__name__}: {exc}"[:500]])
+            else:
+                log.info("config_reloaded", reason=reason, journeys=len(config.journeys))
             await self._send_heartbeat()
-            return True
+            return self.stats.config_reload_successful
+
+    def _reload_failed(self, reason: str, problems: list[str]) -> None:
+        self.stats.config_reload_successful = False
+        log.error("config_reload_failed", reason=reason, problems=problems, kept="last good")
 
     async def run_job(self, spec: JourneySpec, device: str, planned: datetime | None) -> None:
         """One scheduled run: wait for a slot, run, retry a failure in a fresh context."""
@@ -193,33 +215,83 @@ class Agent:
         await self._sink.heartbeat(self.heartbeat())
 
     async def _watch(self, seen: tuple[tuple[str, int, int], ...]) -> None:
-        """Poll the config files' signature; reload when it changes."""
+        """Poll the config files' signature; reload when it changes. Never stops watching."""
         while True:
             await asyncio.sleep(self.settings.watch_interval)
-            now = await asyncio.to_thread(_signature, self.settings.watch_paths)
-            if now != seen:
-                seen = now
-                await self.reload("file changed")
+            try:
+                now = await in_daemon_thread(lambda: _signature(self.settings.watch_paths))
+                if now != seen:
+                    seen = now
+                    await self.reload("file changed")
+            except Exception as exc:  # noqa: BLE001 - the watcher outlives any error
+                log.error("config_watch_failed", error=repr(exc)[:300])
+
+    def hurry(self) -> None:
+        """Stop now (a second signal): runs in flight are cancelled instead of awaited."""
+        self._hurry.set()
 
     async def stop(self) -> None:
-        """Stop scheduling, let running journeys finish (bounded), close Chromium."""
-        self._scheduler.shutdown()
+        """Stop scheduling, let running journeys finish and deliver (bounded), close Chromium.
+
+        The scheduler is paused, not shut down, while runs finish: APScheduler's executor
+        shutdown cancels the coroutines it started, which would lose their results.
+        """
+        self._stopping = True
+        self._scheduler.pause()
         for task in self._background:
             task.cancel()
-        running = list(self._running)
-        if running:
-            log.info("agent_stopping", running=len(running), grace=self.settings.shutdown_grace)
-            _, pending = await asyncio.wait(running, timeout=self.settings.shutdown_grace)
-            for task in pending:
-                task.cancel()
-            if pending:
-                await asyncio.wait(pending, timeout=5)
+        pending = await self._finish_running()
+        for task in pending:
+            task.cancel()
+        if pending:
+            log.warning("runs_cancelled_at_shutdown", runs=len(pending))
+            await asyncio.wait(pending, timeout=5)
+        self._scheduler.shutdown()
         for task in self._background:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self._browsers.close()
         await self._sink.close()
         log.info("agent_stopped")
+
+    async def _finish_running(self) -> list[asyncio.Task[Any]]:
+        """Wait for runs in flight until they end, the grace runs out, or we are hurried."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.shutdown_grace
+        hurried = asyncio.ensure_future(self._hurry.wait())
+        try:
+            while True:
+                pending = [task for task in self._running if not task.done()]
+                left = deadline - loop.time()
+                if not pending or left <= 0 or self._hurry.is_set():
+                    return pending
+                log.info("agent_stopping", running=len(pending), grace_left=round(left, 1))
+                await asyncio.wait(
+                    [*pending, hurried], timeout=left, return_when=asyncio.FIRST_COMPLETED
+                )
+        finally:
+            hurried.cancel()
+
+
+async def in_daemon_thread(func: Callable[[], _T]) -> _T:
+    """Run blocking work off the event loop in a daemon thread.
+
+    asyncio.to_thread's pool threads are joined at exit, so a config load stuck on a
+    hostile file would keep a stopped agent alive; a daemon thread is abandoned.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[_T] = loop.create_future()
+
+    def work() -> None:
+        try:
+            report = functools.partial(_settle, future, func(), None)
+        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting coroutine
+            report = functools.partial(_settle, future, None, exc)
+        with contextlib.suppress(RuntimeError):  # the loop closed while we worked
+            loop.call_soon_threadsafe(report)
+
+    threading.Thread(target=work, name="blocking-work", daemon=True).start()
+    return await future
 
 
 def _signature(paths: tuple[str, ...]) -> tuple[tuple[str, int, int], ...]:
@@ -232,3 +304,12 @@ def _signature(paths: tuple[str, ...]) -> tuple[tuple[str, int, int], ...]:
             continue
         entries.append((str(path), status.st_mtime_ns, status.st_size))
     return tuple(entries)
+
+
+def _settle(future: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:
+    if future.done():  # the awaiting coroutine was cancelled (shutdown)
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(value)

@@ -79,6 +79,11 @@ class JourneyScheduler:
         """Start firing jobs (needs a running event loop)."""
         self._scheduler.start()
 
+    def pause(self) -> None:
+        """Fire no new runs; running ones go on (what a graceful stop needs)."""
+        if self._scheduler.running:
+            self._scheduler.pause()
+
     def shutdown(self) -> None:
         """Stop firing new runs; running ones are the agent's to finish or cancel."""
         if self._scheduler.running:
