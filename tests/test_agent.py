@@ -213,3 +213,80 @@ async def test_an_invalid_config_at_start_is_refused_with_file_and_line(
 
 async def _async(value: object) -> object:
     return value
+
+
+BILLION_LAUGHS = "".join(
+    f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9) if i else ', '.join(['lol'] * 9)}]\n"
+    for i in range(10)
+)
+
+
+@pytest.mark.parametrize(
+    ("hostile", "logged"),
+    [
+        (BILLION_LAUGHS, "once aliases are expanded"),
+        ("journeys: &x\n  - *x\n", "nested deeper than 64 levels"),
+        ("journeys:\n  - name: x\n    interval: 99999999999h\n    steps: []\n", "at most 24h"),
+        (
+            "journeys:\n  - name: x\n    interval: 10s\n    timeout: 20s\n"
+            "    steps:\n      - name: a\n        goto: /\n",
+            "must be shorter than the interval",
+        ),
+    ],
+    ids=["billion-laughs", "recursive-alias", "interval-beyond-a-day", "timeout-over-interval"],
+)
+async def test_a_hostile_reload_keeps_the_last_good_config_and_the_watcher_goes_on(
+    shop: RunningShop, collector: Collector, tmp_path: Path, hostile: str, logged: str
+) -> None:
+    from structlog.testing import capture_logs
+
+    path = write_config(tmp_path / "live.yaml", "journeys:" + journey("keep", shop, interval="1h"))
+    agent = agent_for(path, collector, watch_paths=(str(path),), watch_interval=0.1)
+    await agent.start()
+    try:
+        with capture_logs() as logs:
+            path.write_text(hostile)
+            await wait_until(
+                lambda: _async(not agent.stats.config_reload_successful),
+                30,
+                "the hostile config to be refused",
+            )
+            failure = next(e for e in logs if e["event"] == "config_reload_failed")
+
+        assert any(logged in problem and "live.yaml:" in problem for problem in failure["problems"])
+        assert agent.scheduler.job_ids == ("keep@desktop",)
+
+        path.write_text("journeys:" + journey("fixed", shop, interval="1h"))
+        await wait_until(
+            lambda: _async(agent.stats.config_reload_successful),
+            30,
+            "the watcher to pick up the repaired file",
+        )
+        assert agent.scheduler.job_ids == ("fixed@desktop",)
+    finally:
+        await agent.stop()
+
+
+async def test_a_scheduling_error_on_reload_puts_the_old_jobs_back(
+    shop: RunningShop, collector: Collector, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_config(tmp_path / "live.yaml", "journeys:" + journey("keep", shop, interval="1h"))
+    agent = agent_for(path, collector)
+    await agent.start()
+    try:
+        path.write_text("journeys:" + journey("other", shop, interval="1h"))
+        real_apply = agent.scheduler.apply
+        calls = itertools.count()
+
+        def apply_failing_once(journeys: object) -> object:
+            if next(calls) == 0:
+                raise OverflowError("date value out of range")
+            return real_apply(journeys)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(agent.scheduler, "apply", apply_failing_once)
+
+        assert await agent.reload("test") is False
+        assert agent.stats.config_reload_successful is False
+        assert agent.scheduler.job_ids == ("keep@desktop",)
+    finally:
+        await agent.stop()

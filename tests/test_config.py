@@ -233,7 +233,7 @@ def problems_of(yaml_text: str, env: dict[str, str] | None = None) -> list[str]:
                   - name: home
                     goto: [
             """,
-            "shop.yaml:6: invalid YAML: expected the node content",
+            "shop.yaml:6: invalid YAML: did not find expected node content",
             id="yaml-syntax",
         ),
         pytest.param(

@@ -14,13 +14,21 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from probes.conditions import NETWORKS, Network
-from probes.config.model import ConfigFile, DeviceProfile, Journey, merged_budgets
+from probes.config.durations import format_duration
+from probes.config.model import (
+    DEFAULT_TIMEOUT_SECONDS,
+    ConfigFile,
+    DeviceProfile,
+    Journey,
+    merged_budgets,
+)
 from probes.config.spec import JourneySpec
 from probes.config.yaml_source import Path, YamlDocument, read_yaml
 from probes.devices import BUILTIN_PROFILES, known_device_names
 from probes.secrets import Masker
 
 YAML_SUFFIXES = (".yaml", ".yml")
+MAX_FILE_BYTES = 4 * 1024 * 1024  # about 10,000 journeys; split larger configs into files
 
 
 @dataclass(frozen=True)
@@ -80,12 +88,25 @@ def load_config(
     problems: list[Problem] = []
     for path in config_files(paths):
         try:
-            sources.append((str(path), path.read_text(encoding="utf-8")))
+            sources.append((str(path), _read_bounded(path)))
         except (OSError, UnicodeDecodeError) as exc:
             problems.append(Problem(str(path), 1, f"cannot read file: {exc}"))
+        except ValueError as exc:
+            problems.append(Problem(str(path), 1, str(exc)))
     if not sources and not problems:
         problems.append(Problem(", ".join(map(str, paths)) or ".", 1, "no YAML config found"))
     return _load(sources, env if env is not None else os.environ, variables or {}, problems)
+
+
+def _read_bounded(path: FsPath) -> str:
+    """The file's text, refusing one over MAX_FILE_BYTES before reading it."""
+    with path.open("rb") as file:
+        data = file.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise ValueError(
+            f"file is over {MAX_FILE_BYTES // (1024 * 1024)} MiB; split it into several files"
+        )
+    return data.decode("utf-8")
 
 
 def load_config_text(
@@ -144,11 +165,16 @@ def _load(
                 (key, Network(key, n.latency * 1000, n.download_kbps, n.upload_kbps))
                 for key, n in parsed.network_profiles.items()
             )
-    journeys = [
-        _resolve(parsed, journey, f"{name}:{doc.line_of(('journeys', index, 'name'))}", profiles)
-        for name, doc, parsed in parsed_files
-        for index, journey in enumerate(parsed.journeys)
-    ]
+    journeys = []
+    for name, doc, parsed in parsed_files:
+        for index, journey in enumerate(parsed.journeys):
+            where = f"{name}:{doc.line_of(('journeys', index, 'name'))}"
+            spec = _resolve(parsed, journey, where, profiles)
+            problem = _timeout_problem(name, doc, index, journey, spec)
+            if problem is None:
+                journeys.append(spec)
+            else:
+                problems.append(problem)
     if not journeys and not problems:
         problems.append(
             Problem(
@@ -242,7 +268,7 @@ def _resolve(parsed: ConfigFile, journey: Journey, where: str, profiles: _Profil
         kind=journey.kind,
         base_url=pick(journey.base_url, defaults.base_url),
         interval=pick(journey.interval, defaults.interval),
-        timeout=pick(journey.timeout, defaults.timeout),
+        timeout=pick(journey.timeout, pick(defaults.timeout, DEFAULT_TIMEOUT_SECONDS)),
         step_timeout=pick(journey.step_timeout, defaults.step_timeout),
         devices=tuple(devices),
         retries=pick(journey.retries, defaults.retries),
@@ -255,6 +281,27 @@ def _resolve(parsed: ConfigFile, journey: Journey, where: str, profiles: _Profil
         device_profiles=used_devices,
         evidence=journey.evidence or defaults.evidence,
         network_profiles={k: v for k, v in profiles.networks.items() if k in used_networks},
+    )
+
+
+def _timeout_problem(
+    name: str, doc: YamlDocument, index: int, journey: Journey, spec: JourneySpec
+) -> Problem | None:
+    """A run's deadline set below its interval, so that runs never pile up behind each other."""
+    if journey.timeout is None and (doc.data.get("defaults") or {}).get("timeout") is None:
+        return None  # the 60 s default: a longer run skips the next one, and it is counted
+    if spec.timeout < spec.interval:
+        return None
+    path = (
+        ("journeys", index, "timeout") if journey.timeout is not None else ("defaults", "timeout")
+    )
+    return Problem(
+        name,
+        doc.line_of(path),
+        f"timeout ({format_duration(spec.timeout)}) must be shorter than the interval "
+        f"({format_duration(spec.interval)}): a run must end before the next one is due",
+        journey.name,
+        _format_loc(path),
     )
 
 

@@ -365,6 +365,20 @@ class EvidenceSettings(Strict):
     trace: Policy = "on_failure"
 
 
+MIN_INTERVAL_SECONDS = 1.0
+DEFAULT_TIMEOUT_SECONDS = 60.0
+
+
+def _interval(value: object) -> float:
+    seconds = parse_duration(value)
+    if seconds < MIN_INTERVAL_SECONDS:
+        raise ValueError(f"expected an interval of at least 1s, got {value!r}")
+    return seconds
+
+
+Interval = Annotated[float, BeforeValidator(_interval), WithJsonSchema({"type": "string"})]
+
+
 class Journey(Strict):
     """A named list of steps; unset settings come from the file's defaults."""
 
@@ -372,7 +386,7 @@ class Journey(Strict):
     kind: str = "browser"
     description: str | None = None
     base_url: str | None = None
-    interval: Duration | None = None
+    interval: Interval | None = None
     timeout: Duration | None = None
     step_timeout: Duration | None = None
     devices: list[str] | None = None
@@ -394,8 +408,8 @@ class Journey(Strict):
 class Defaults(Strict):
     """Settings every journey of the file inherits unless it sets its own."""
 
-    interval: Duration = 60.0
-    timeout: Duration = 60.0
+    interval: Interval = 60.0
+    timeout: Duration | None = None  # 60 s when unset; when set, it must be below the interval
     step_timeout: Duration = 10.0
     devices: list[str] = Field(default_factory=lambda: ["desktop", "mobile"])
     network: str | None = None  # None: each device's own (mobile 4g, desktop unthrottled)

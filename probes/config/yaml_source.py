@@ -4,12 +4,21 @@ pydantic reports errors by path (``journeys.0.steps.2.timeout``); ops need a
 line number. So the tree is composed by hand and every path remembers where
 it came from. Environment values are substituted here, once, and remembered
 as secrets so that they can be masked wherever they would be shown.
+
+Config files are input like any other, and may be hostile: nesting is
+checked on the event stream before anything is composed (libyaml's composer
+recurses in C and would crash the process on a deep file), alias expansion
+is bounded (a billion-laughs file stops at ``MAX_VALUES``), and the
+collector's garbage collector is paused while a bounded file is read
+(with it running, reading grows quadratically with the number of values).
 """
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +27,17 @@ import yaml
 Path = tuple[str | int, ...]
 
 _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+MAX_DEPTH = 64  # a journey needs about 8 levels
+MAX_VALUES = 400_000  # values after alias expansion; 2,000 journeys are about 80,000
+_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Refused(Exception):
+    """A file whose shape is refused before or while it is built: too deep or too large."""
+
+    def __init__(self, line: int, message: str) -> None:
+        super().__init__(message)
+        self.problem = SourceProblem(line, message)
 
 
 @dataclass(frozen=True)
@@ -48,20 +68,56 @@ class YamlDocument:
 
 
 def read_yaml(text: str, env: Mapping[str, str], variables: Mapping[str, str]) -> YamlDocument:
-    """Parse one YAML document; syntax errors become problems rather than exceptions."""
-    loader = yaml.SafeLoader(text)
+    """Parse one YAML document; syntax errors and hostile shapes become problems."""
+    with _collector_paused():
+        try:
+            _check_depth(text)
+            loader = _Loader(text)
+            try:
+                node = loader.get_single_node()
+            finally:
+                loader.dispose()
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            line = mark.line + 1 if mark else 1
+            problem = SourceProblem(line, f"invalid YAML: {exc.problem}")
+            return YamlDocument(None, problems=[problem])
+        except yaml.YAMLError as exc:
+            return YamlDocument(None, problems=[SourceProblem(1, f"invalid YAML: {exc}")])
+        except _Refused as exc:
+            return YamlDocument(None, problems=[exc.problem])
+        doc = YamlDocument(None)
+        if node is not None:
+            try:
+                doc.data = _Builder(loader, doc, env, variables).build(node, ())
+            except _Refused as exc:
+                return YamlDocument(None, problems=[exc.problem])
+        return doc
+
+
+def _check_depth(text: str) -> None:
+    """Refuse deep nesting from the event stream, which libyaml builds without recursion."""
+    depth = 0
+    for event in yaml.parse(text, Loader=_Loader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                line = event.start_mark.line + 1 if event.start_mark else 1
+                raise _Refused(line, f"nested deeper than {MAX_DEPTH} levels")
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a bounded file is read (see the module's doc)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
     try:
-        node = loader.get_single_node()
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else 1
-        return YamlDocument(None, problems=[SourceProblem(line, f"invalid YAML: {exc.problem}")])
+        yield
     finally:
-        loader.dispose()
-    doc = YamlDocument(None)
-    if node is not None:
-        doc.data = _Builder(loader, doc, env, variables).build(node, ())
-    return doc
+        if was_enabled:
+            gc.enable()
 
 
 class _Builder:
@@ -78,9 +134,20 @@ class _Builder:
         self._doc = doc
         self._env = env
         self._variables = variables
+        self._values = 0
 
     def build(self, node: yaml.Node, path: Path) -> Any:
-        self._doc.lines[path] = node.start_mark.line + 1
+        self._values += 1
+        line = node.start_mark.line + 1
+        if len(path) > MAX_DEPTH:
+            raise _Refused(line, f"nested deeper than {MAX_DEPTH} levels (an alias inside itself?)")
+        if self._values > MAX_VALUES:
+            raise _Refused(
+                line,
+                f"more than {MAX_VALUES:,} values once aliases are expanded "
+                "(aliases of aliases, a 'billion laughs'?)",
+            )
+        self._doc.lines[path] = line
         if isinstance(node, yaml.MappingNode):
             return self._mapping(node, path)
         if isinstance(node, yaml.SequenceNode):
