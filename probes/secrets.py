@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import html
+import json
+from collections.abc import Callable, Iterable
 from urllib.parse import quote, quote_plus
 
 MASK = "***"
@@ -10,14 +12,58 @@ MASK = "***"
 MIN_SECRET_LENGTH = 4
 
 
+_FORM_SAFE = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789*-._")
+
+
+def form_encode(text: str) -> str:
+    """application/x-www-form-urlencoded as browsers write it (WHATWG URL standard).
+
+    It differs from Python's ``quote_plus``: ``*`` stays, ``~`` becomes ``%7E``.
+    """
+    out = []
+    for byte in text.encode("utf-8"):
+        if byte in _FORM_SAFE:
+            out.append(chr(byte))
+        else:
+            out.append("+" if byte == 0x20 else f"%{byte:02X}")
+    return "".join(out)
+
+
+def _json_inner(text: str, ascii_only: bool) -> str:
+    return json.dumps(text, ensure_ascii=ascii_only)[1:-1]
+
+
+# How a secret typed into a page can reach a log, a result, an HTML snapshot or a trace:
+# as typed; percent-encoded (%20 or + for spaces, and the browser's own form encoding);
+# HTML-escaped; and each of those inside a JSON string (trace entries are JSON).
+_ENCODINGS: tuple[Callable[[str], str], ...] = (
+    lambda s: s,
+    lambda s: quote(s, safe=""),
+    quote_plus,
+    form_encode,
+    lambda s: html.escape(s, quote=True),
+    lambda s: html.escape(s, quote=False),
+)
+_WRAPPERS: tuple[Callable[[str], str], ...] = (
+    lambda s: s,
+    lambda s: _json_inner(s, ascii_only=False),
+    lambda s: _json_inner(s, ascii_only=True),
+)
+
+
+def encoded_forms(secret: str) -> set[str]:
+    """Every form of a secret that masking must find."""
+    return {wrap(encode(secret)) for encode in _ENCODINGS for wrap in _WRAPPERS}
+
+
 class Masker:
-    """Replaces every known secret, plain or URL-encoded, with ``***``."""
+    """Replaces every known secret, in every encoding it may travel in, with ``***``."""
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         forms: set[str] = set()
         for secret in secrets:
             if len(secret) >= MIN_SECRET_LENGTH:
-                forms.update({secret, quote(secret, safe=""), quote_plus(secret)})
+                forms.update(encoded_forms(secret))
         # Longest first, so that a secret containing another is masked whole.
         self._forms = sorted(forms, key=len, reverse=True)
         self.too_short = sorted(s for s in set(secrets) if 0 < len(s) < MIN_SECRET_LENGTH)

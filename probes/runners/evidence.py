@@ -82,16 +82,22 @@ async def capture_page(
         log.warning("evidence_capture_failed", step=step, error=str(exc).splitlines()[0][:200])
 
 
-async def start_trace(context: BrowserContext, settings: EvidenceSettings, attempt: int) -> bool:
+async def start_trace(
+    context: BrowserContext, settings: EvidenceSettings, attempt: int, *, screencast: bool
+) -> bool:
     """Record a trace when one may be kept; returns whether one is being recorded.
 
     Recording costs about 30 % of a run's wall time (bench/journey_overhead), so
     ``on_failure`` records only in a retry, the attempt that follows a failure: the
     trace shows the failure reproduced, and healthy runs pay nothing.
+
+    ``screencast`` is false when a step types a secret: the trace's screencast frames are
+    pictures, which text masking cannot reach, and Playwright cannot black out a field in
+    them. Such traces keep their DOM snapshots (masked as text), not the frames.
     """
     if settings.trace == "never" or (settings.trace == "on_failure" and attempt < 2):
         return False
-    await context.tracing.start(screenshots=True, snapshots=True, sources=False)
+    await context.tracing.start(screenshots=screencast, snapshots=True, sources=False)
     return True
 
 

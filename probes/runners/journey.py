@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+import traceback
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, cast
 
 import structlog
 from playwright.async_api import Browser, BrowserContext, Error, Page
@@ -23,11 +24,13 @@ from probes.config.model import Step
 from probes.config.spec import JourneySpec
 from probes.result import (
     Artifact,
+    BudgetCheck,
     ErrorType,
     PageResult,
     RunResult,
     Status,
     StepResult,
+    fit_document,
     from_dict,
     to_dict,
 )
@@ -82,42 +85,63 @@ async def run(
 async def run_outcome(
     spec: JourneySpec, browsers: BrowserManager, request: RunRequest, masker: Masker
 ) -> RunOutcome:
-    """Run one journey once; every secret is masked in what comes back, artifacts too."""
+    """Run one journey once; every secret is masked in what comes back, artifacts too.
+
+    The one wrapper every run goes through: whatever goes wrong in Parcours, Playwright
+    or Chromium, the run ends as a result (failed, with a reason), never as an exception
+    that would leave its series silent.
+    """
     run_id = request.run_id or uuid.uuid4().hex
     bound = log.bind(
         journey=spec.name, device=request.device, location=request.location, run_id=run_id
     )
+    started = time.time()
+    try:
+        return await _attempt(spec, browsers, request, masker, run_id=run_id, bound=bound)
+    except Exception as exc:  # noqa: BLE001 - a run never vanishes: any error is a failed result
+        # The traceback is masked here: a renderer would print it after the log scrubber ran.
+        bound.error("run_crashed", error=repr(exc)[:500], traceback=traceback.format_exc()[-4000:])
+        error_type = ErrorType.TIMEOUT if isinstance(exc, TimeoutError) else None
+        failure = StepFailure(
+            error_type or ErrorType.BROWSER_ERROR,
+            f"the run could not complete: {type(exc).__name__}: {first_line(str(exc))}",
+        )
+        return _failed_before_steps(spec, request, run_id, started, failure, masker, bound)
+
+
+async def _attempt(
+    spec: JourneySpec,
+    browsers: BrowserManager,
+    request: RunRequest,
+    masker: Masker,
+    *,
+    run_id: str,
+    bound: structlog.typing.FilteringBoundLogger,
+) -> RunOutcome:
     try:
         browser = await browsers.get()
         options, conditions = device_setup(spec, browsers, request.device)
     except BrowserUnavailableError as exc:
-        return _no_browser(
-            spec,
-            request,
-            run_id=run_id,
-            started=time.time(),
-            message=str(exc),
-            masker=masker,
-            bound=bound,
-        )
+        failure = StepFailure(ErrorType.BROWSER_ERROR, str(exc))
+        return _failed_before_steps(spec, request, run_id, time.time(), failure, masker, bound)
     # The clock starts once Chromium is up: a launch is the agent's cost, not the site's.
     started = time.time()
     try:
         context = await _open_context(browsers, browser, options)
     except (Error, BrowserUnavailableError) as exc:
-        message = f"no browser context: {first_line(str(exc))}"
-        return _no_browser(
-            spec,
-            request,
-            run_id=run_id,
-            started=started,
-            message=message,
-            masker=masker,
-            bound=bound,
+        failure = StepFailure(
+            ErrorType.BROWSER_ERROR, f"no browser context: {first_line(str(exc))}"
         )
+        return _failed_before_steps(spec, request, run_id, started, failure, masker, bound)
     try:
-        steps, pages, evidence = await _run_in_context(
-            spec, context, bound, masker, conditions=conditions, attempt=request.attempt
+        steps, pages, budgets, evidence = await _run_in_context(
+            spec,
+            context,
+            bound,
+            masker,
+            conditions=conditions,
+            attempt=request.attempt,
+            started=started,
         )
     finally:
         await _close(context)
@@ -128,6 +152,7 @@ async def run_outcome(
         started=started,
         steps=steps,
         pages=pages,
+        budgets=budgets,
         masker=masker,
         bound=bound,
         conditions={
@@ -140,18 +165,16 @@ async def run_outcome(
     return RunOutcome(result, evidence.blobs)
 
 
-def _no_browser(
+def _failed_before_steps(  # noqa: PLR0917 - one call shape, used three times above
     spec: JourneySpec,
     request: RunRequest,
-    *,
     run_id: str,
     started: float,
-    message: str,
+    failure: StepFailure,
     masker: Masker,
     bound: structlog.typing.FilteringBoundLogger,
 ) -> RunOutcome:
-    """A run that never got a browser: its first step failed with browser_error."""
-    failure = StepFailure(ErrorType.BROWSER_ERROR, message)
+    """A run that never got going (no browser, or a crash): its first step carries why."""
     result = _finish(
         spec,
         request=request,
@@ -159,6 +182,7 @@ def _no_browser(
         started=started,
         steps=_all_skipped(spec.steps, failure),
         pages=[],
+        budgets=[],
         masker=masker,
         bound=bound,
     )
@@ -201,17 +225,18 @@ async def _run_in_context(
     *,
     conditions: Conditions,
     attempt: int,
-) -> tuple[list[StepResult], list[PageResult], Evidence]:
+    started: float,
+) -> tuple[list[StepResult], list[PageResult], list[BudgetCheck], Evidence]:
     evidence = Evidence()
     settings = spec.evidence
-    tracing = await start_trace(context, settings, attempt)
+    secrets = secret_fields(spec.steps, masker)
+    # A screencast frame would show a typed secret legibly: no frames when one is typed.
+    tracing = await start_trace(context, settings, attempt, screencast=not secrets)
     await context.add_init_script(INIT_SCRIPT)
     page = await context.new_page()
     monitor = await PageMonitor.attach(context, page)
     await monitor.emulate(conditions)
-    secrets = secret_fields(spec.steps, masker)
     journey_deadline = time.monotonic() + spec.timeout
-    started = time.time()
     results: list[StepResult] = []
     for index, step in enumerate(spec.steps, start=1):
         if results and results[-1].status in (Status.FAILED, Status.SKIPPED):
@@ -224,7 +249,7 @@ async def _run_in_context(
                 "step_failed",
                 step=step.name,
                 error_type=result.error_type,
-                error=masker.mask(result.error_message or ""),
+                error=masker.mask(result.error_message or "")[:1000],
             )
             if not monitor.pending_navigation() and not monitor.crashed:
                 await capture_page(
@@ -239,17 +264,15 @@ async def _run_in_context(
     await monitor.settle()
     steps, pages = [_with_interaction(r, monitor) for r in results], monitor.results()
     failed = any(r.status is Status.FAILED for r in steps)
-    clicks = _clicks(spec, steps)
-    slow = bool(
-        check_budgets(
-            spec.budgets,
-            steps=spec.steps,
-            step_results=steps,
-            pages=pages,
-            clicks=clicks,
-            duration=time.time() - started,
-        )
+    budgets = check_budgets(
+        spec.budgets,
+        steps=spec.steps,
+        step_results=steps,
+        pages=pages,
+        clicks=_clicks(spec, steps),
+        duration=time.time() - started,
     )
+    slow = bool(budgets)
     if not failed and (settings.screenshots == "always" or slow):
         await capture_page(
             page,
@@ -263,7 +286,7 @@ async def _run_in_context(
     if tracing:
         keep = settings.trace == "always" or failed or slow
         await stop_trace(context, evidence, keep=keep, masker=masker)
-    return steps, pages, evidence
+    return steps, pages, budgets, evidence
 
 
 def _clicks(spec: JourneySpec, steps: list[StepResult]) -> int:
@@ -309,6 +332,10 @@ async def _run_step(
     failure = _js_failure(spec, monitor, failure)
     if monitor.crashed:
         failure = StepFailure(ErrorType.BROWSER_ERROR, "the page crashed")
+    elif failure is not None and _browser_gone(page):
+        failure = StepFailure(
+            ErrorType.BROWSER_ERROR, f"the browser closed or crashed ({failure.message})"
+        )
     return StepResult(
         name=step.name,
         action=step.action,
@@ -354,6 +381,12 @@ def _js_failure(
     return StepFailure(ErrorType.JS_ERROR, message)
 
 
+def _browser_gone(page: Page) -> bool:
+    """Chromium died under the step: whatever the step saw then was the browser's fault."""
+    browser = page.context.browser
+    return page.is_closed() or (browser is not None and not browser.is_connected())
+
+
 def _skipped(step: Step) -> StepResult:
     return StepResult(step.name, step.action, Status.SKIPPED, time.time(), 0.0)
 
@@ -387,21 +420,15 @@ def _finish(
     started: float,
     steps: list[StepResult],
     pages: list[PageResult],
+    budgets: list[BudgetCheck],
     masker: Masker,
     bound: structlog.typing.FilteringBoundLogger | None = None,
     conditions: dict[str, Any] | None = None,
     artifacts: list[Artifact] | None = None,
 ) -> RunResult:
+    """The verdict from steps and budgets (checked once, by the caller), masked and fitted."""
     finished = time.time()
     clicks = _clicks(spec, steps)
-    budgets = check_budgets(
-        spec.budgets,
-        steps=spec.steps,
-        step_results=steps,
-        pages=pages,
-        clicks=clicks,
-        duration=finished - started,
-    )
     failed_step = next((s for s in steps if s.status is Status.FAILED), None)
     status, error_type, message = Status.PASSED, None, None
     if failed_step is not None:
@@ -449,12 +476,13 @@ def _finish(
             duration=round(result.duration_seconds, 3),
             clicks=clicks,
         )
-    return _masked(result, masker)
+    return _masked_and_fitted(result, masker)
 
 
-def _masked(result: RunResult, masker: Masker) -> RunResult:
-    """Mask secrets in every string of the result: messages, URLs, console lines."""
-    if not masker:
-        return result
-    masked = from_dict(masker.mask_data(to_dict(result)))
-    return replace(masked, conditions=result.conditions)
+def _masked_and_fitted(result: RunResult, masker: Masker) -> RunResult:
+    """Secrets masked in every string (messages, URLs, console lines), then every field cut
+    to the contract's limits: a run with a 10 kB URL is reported, not refused."""
+    document = to_dict(result)
+    if masker:
+        document = cast(dict[str, Any], masker.mask_data(document))
+    return from_dict(fit_document(document))
