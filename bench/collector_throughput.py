@@ -16,7 +16,6 @@ import asyncio
 import os
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import replace
@@ -27,7 +26,7 @@ import aiohttp
 
 from bench.common import summary, write
 from probes.result import PageResult, RunResult, Status, StepResult, to_dict
-from tests.services import free_port, http_get
+from tests.services import collector_command, free_port, http_get
 
 STEPS = ("home", "search", "product", "cart", "checkout")
 DEVICES = ("desktop", "mobile", "tablet")
@@ -110,16 +109,7 @@ async def post_all(url: str, docs: list[dict[str, Any]], batch: int, parallel: i
 
 def start_collector(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "probes.cli",
-            "collector",
-            "--listen",
-            f"127.0.0.1:{port}",
-            "--data-dir",
-            str(data_dir),
-        ],
+        collector_command(port, data_dir),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

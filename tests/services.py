@@ -143,6 +143,21 @@ def parcours_run(
         log.close()
 
 
+def collector_command(port: int, data_dir: Path, *extra: str) -> list[str]:
+    """`parcours collector` on a loopback port, as a command line."""
+    return [
+        sys.executable,
+        "-m",
+        "probes.cli",
+        "collector",
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--data-dir",
+        str(data_dir),
+        *extra,
+    ]
+
+
 def alertmanager_binary() -> str:
     """The Alertmanager binary (Debian package `prometheus-alertmanager`)."""
     found = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")

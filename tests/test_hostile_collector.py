@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 import time
 import urllib.parse
 import urllib.request
@@ -25,7 +24,7 @@ import pytest
 
 from probes.result import Artifact, BudgetCheck, to_dict
 from tests.documents import heartbeat, result
-from tests.services import aget, free_port, prometheus, serving, wait_until
+from tests.services import aget, collector_command, free_port, prometheus, serving, wait_until
 
 pytestmark = pytest.mark.slow
 SERIES_LIMIT = 20
@@ -221,18 +220,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, 
     tmp = tmp_path_factory.mktemp("hostile")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    args = [
-        sys.executable,
-        "-m",
-        "probes.cli",
-        "collector",
-        "--listen",
-        f"127.0.0.1:{port}",
-        "--data-dir",
-        str(tmp / "data"),
-        "--max-series-per-agent",
-        str(SERIES_LIMIT),
-    ]
+    args = collector_command(port, tmp / "data", "--max-series-per-agent", str(SERIES_LIMIT))
     with (
         serving("collector", args, tmp / "collector.log", f"{url}/-/ready"),
         prometheus(tmp, [f"127.0.0.1:{port}"]) as prom,

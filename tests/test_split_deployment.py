@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from probes.demo_shop.server import RunningShop
-from tests.services import aget, free_port, wait_until
+from tests.services import aget, collector_command, free_port, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -55,7 +55,7 @@ journeys:
     )
     base = [sys.executable, "-m", "probes.cli"]
     commands = [
-        [*base, "collector", "--listen", f"127.0.0.1:{port}", "--data-dir", str(tmp_path / "c")],
+        collector_command(port, tmp_path / "c"),
         [
             *base,
             "agent",

@@ -11,6 +11,7 @@ import asyncio
 import html
 import json
 import secrets
+import time
 from pathlib import Path
 
 from aiohttp import web
@@ -21,6 +22,9 @@ from probes.demo_shop.faults import Faults, FaultSwitches
 STATIC = Path(__file__).parent / "static"
 FAULTS = web.AppKey("faults", FaultSwitches)
 ORDERS = web.AppKey("orders", dict)
+# What the shop itself measured of the delays it injected, by page ("home") or "hero":
+# on a busy machine a 800 ms sleep takes longer, and tests compare with the truth.
+DELAYS = web.AppKey("delays", dict)
 
 PRODUCTS = {
     "trail-runner": ("Trail Runner shoes", 89.0, "Light trail shoes with a grippy sole."),
@@ -35,6 +39,7 @@ def create_app(faults: Faults | None = None) -> web.Application:
     app = web.Application(middlewares=[_page_faults])
     app[FAULTS] = FaultSwitches(faults)
     app[ORDERS] = {}
+    app[DELAYS] = {}
     app.router.add_get("/", home, name="home")
     app.router.add_get("/product/{slug}", product, name="product")
     app.router.add_get("/cart", cart, name="cart")
@@ -71,9 +76,15 @@ async def _page_faults(request: web.Request, handler: Handler) -> web.StreamResp
         if faults.hang == route:
             await asyncio.Event().wait()  # until the client gives up and aiohttp cancels us
         if faults.delay_ms:
-            await asyncio.sleep(faults.delay_ms / 1000)
+            await _measured_sleep(request, route, faults.delay_ms)
     response: web.StreamResponse = await handler(request)
     return response
+
+
+async def _measured_sleep(request: web.Request, what: str, delay_ms: int) -> None:
+    started = time.perf_counter()
+    await asyncio.sleep(delay_ms / 1000)
+    request.app[DELAYS][what] = time.perf_counter() - started
 
 
 async def healthz(_: web.Request) -> web.Response:
@@ -232,7 +243,7 @@ async def hero_image(request: web.Request) -> web.StreamResponse:
     """The LCP image; ``lcp_delay_ms`` holds it back to prove LCP measurement."""
     delay = current_faults(request).lcp_delay_ms
     if delay:
-        await asyncio.sleep(delay / 1000)
+        await _measured_sleep(request, "hero", delay)
     return web.FileResponse(STATIC / "hero-image.svg", headers={"Cache-Control": "no-store"})
 
 
