@@ -290,3 +290,40 @@ async def test_a_scheduling_error_on_reload_puts_the_old_jobs_back(
         assert agent.scheduler.job_ids == ("keep@desktop",)
     finally:
         await agent.stop()
+
+
+async def test_a_reload_stuck_in_its_load_neither_blocks_stop_nor_keeps_the_process(
+    shop: RunningShop, collector: Collector, tmp_path: Path
+) -> None:
+    import asyncio
+    import threading
+
+    path = write_config(tmp_path / "live.yaml", "journeys:" + journey("keep", shop, interval="1h"))
+    release = threading.Event()
+    loads = itertools.count()
+
+    def load() -> object:
+        if next(loads) > 0:  # every reload hangs, as a hostile file once made it
+            release.wait(60)
+        return load_config([path])
+
+    agent = Agent(
+        AgentSettings(name="test-agent", heartbeat_interval=0.5),
+        load,  # type: ignore[arg-type]
+        collector.sink,
+        BrowserManager(),
+    )
+    await agent.start()
+    stuck = asyncio.create_task(agent.reload("SIGHUP"))
+    await wait_until(
+        lambda: _async(any(t.name == "blocking-work" for t in threading.enumerate())),
+        10,
+        "the reload to be loading",
+    )
+    try:
+        await asyncio.wait_for(agent.stop(), 30)
+        stuck.cancel()
+        loader = next(t for t in threading.enumerate() if t.name == "blocking-work")
+        assert loader.daemon  # abandoned at exit, unlike a pool thread, which is joined
+    finally:
+        release.set()

@@ -8,17 +8,13 @@ as secrets so that they can be masked wherever they would be shown.
 Config files are input like any other, and may be hostile: nesting is
 checked on the event stream before anything is composed (libyaml's composer
 recurses in C and would crash the process on a deep file), alias expansion
-is bounded (a billion-laughs file stops at ``MAX_VALUES``), and the
-collector's garbage collector is paused while a bounded file is read
-(with it running, reading grows quadratically with the number of values).
+is bounded (a billion-laughs file stops at ``MAX_VALUES``).
 """
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,30 +65,28 @@ class YamlDocument:
 
 def read_yaml(text: str, env: Mapping[str, str], variables: Mapping[str, str]) -> YamlDocument:
     """Parse one YAML document; syntax errors and hostile shapes become problems."""
-    with _collector_paused():
+    try:
+        _check_depth(text)
+        loader = _Loader(text)
         try:
-            _check_depth(text)
-            loader = _Loader(text)
-            try:
-                node = loader.get_single_node()
-            finally:
-                loader.dispose()
-        except yaml.MarkedYAMLError as exc:
-            mark = exc.problem_mark or exc.context_mark
-            line = mark.line + 1 if mark else 1
-            problem = SourceProblem(line, f"invalid YAML: {exc.problem}")
-            return YamlDocument(None, problems=[problem])
-        except yaml.YAMLError as exc:
-            return YamlDocument(None, problems=[SourceProblem(1, f"invalid YAML: {exc}")])
+            node = loader.get_single_node()
+        finally:
+            loader.dispose()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else 1
+        return YamlDocument(None, problems=[SourceProblem(line, f"invalid YAML: {exc.problem}")])
+    except yaml.YAMLError as exc:
+        return YamlDocument(None, problems=[SourceProblem(1, f"invalid YAML: {exc}")])
+    except _Refused as exc:
+        return YamlDocument(None, problems=[exc.problem])
+    doc = YamlDocument(None)
+    if node is not None:
+        try:
+            doc.data = _Builder(loader, doc, env, variables).build(node, ())
         except _Refused as exc:
             return YamlDocument(None, problems=[exc.problem])
-        doc = YamlDocument(None)
-        if node is not None:
-            try:
-                doc.data = _Builder(loader, doc, env, variables).build(node, ())
-            except _Refused as exc:
-                return YamlDocument(None, problems=[exc.problem])
-        return doc
+    return doc
 
 
 def _check_depth(text: str) -> None:
@@ -106,18 +100,6 @@ def _check_depth(text: str) -> None:
                 raise _Refused(line, f"nested deeper than {MAX_DEPTH} levels")
         elif isinstance(event, yaml.CollectionEndEvent):
             depth -= 1
-
-
-@contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
-    """No cyclic garbage collection while a bounded file is read (see the module's doc)."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 class _Builder:
