@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 import time
 from collections.abc import Callable
 from typing import Any
@@ -111,32 +112,50 @@ async def test_a_hung_page_fails_at_the_step_timeout_not_later(
     assert page_of(result, "open product").missing["load_seconds"]
 
 
+async def interleaved(
+    run_journey: RunJourney,
+    faults: Callable[..., None],
+    shop: RunningShop,
+    fault: dict[str, int],
+    served_as: str,
+    measure: Callable[[PageResult], float | None],
+    rounds: int = 3,
+) -> tuple[float, float]:
+    """Median of (slow - baseline) over interleaved pairs of runs, and the median delay the
+    shop itself measured: one busy moment cannot decide the comparison."""
+    deltas, served = [], []
+    for _ in range(rounds):
+        faults()
+        baseline = measure(page_of(await run_journey(demo_journey()), "open home page"))
+        faults(**fault)
+        slow = measure(page_of(await run_journey(demo_journey()), "open home page"))
+        assert baseline is not None and slow is not None
+        deltas.append(slow - baseline)
+        served.append(shop.app[DELAYS][served_as])
+    return statistics.median(deltas), statistics.median(served)
+
+
 async def test_server_delay_shows_up_in_ttfb_within_ten_percent(
     run_journey: RunJourney, faults: Callable[..., None], shop: RunningShop
 ) -> None:
-    baseline = page_of(await run_journey(demo_journey()), "open home page").ttfb_seconds
-    faults(delay_ms=800)
+    delta, served = await interleaved(
+        run_journey, faults, shop, {"delay_ms": 800}, "home", lambda page: page.ttfb_seconds
+    )
 
-    delayed = page_of(await run_journey(demo_journey()), "open home page").ttfb_seconds
-
-    served = shop.app[DELAYS]["home"]  # what the shop measured: 0.8 s, or more when busy
-    assert baseline is not None and delayed is not None
-    assert served >= 0.8
-    assert delayed - baseline == pytest.approx(served, rel=0.10)
+    assert served >= 0.8  # what the shop measured: 0.8 s, or more on a busy machine
+    assert delta == pytest.approx(served, rel=0.10)
 
 
 async def test_slow_hero_image_shows_up_in_lcp_within_ten_percent(
     run_journey: RunJourney, faults: Callable[..., None], shop: RunningShop
 ) -> None:
-    baseline = page_of(await run_journey(demo_journey()), "open home page")
-    faults(lcp_delay_ms=1500)
+    delta, served = await interleaved(
+        run_journey, faults, shop, {"lcp_delay_ms": 1500}, "hero", lambda page: page.lcp_seconds
+    )
 
     slow = page_of(await run_journey(demo_journey()), "open home page")
-
-    served = shop.app[DELAYS]["hero"]
-    assert baseline.lcp_seconds is not None and slow.lcp_seconds is not None
     assert served >= 1.5
-    assert slow.lcp_seconds - baseline.lcp_seconds == pytest.approx(served, rel=0.10)
+    assert delta == pytest.approx(served, rel=0.10)
     assert slow.ratings["lcp_seconds"] == "good"  # 1.5 s more still rates good (< 2.5 s)
 
 
