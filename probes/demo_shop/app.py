@@ -51,6 +51,7 @@ def create_app(faults: Faults | None = None) -> web.Application:
     app.router.add_get("/__faults", get_faults)
     app.router.add_post("/__faults", set_faults)
     app.router.add_delete("/__faults", clear_faults)
+    app.router.add_get("/static/banner.svg", banner_image)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/device", device, name="device")
     return app
@@ -112,14 +113,8 @@ async def home(request: web.Request) -> web.Response:
     """Landing page: hero image (the LCP element) and the product grid."""
     faults = current_faults(request)
     banner = (
-        # A banner put in without reserved space pushes everything down (a classic CLS bug).
-        # Put in by script two frames after the first paint, so that the shift happens after
-        # a paint even on a busy machine (a late image raced the first paint there).
-        '<span id="banner-slot"></span><script>requestAnimationFrame(() => '
-        "requestAnimationFrame(() => { const banner = document.createElement('p'); "
-        "banner.className = 'banner'; banner.style.height = '120px'; "
-        "banner.textContent = 'Free shipping this week'; "
-        "document.getElementById('banner-slot').replaceWith(banner); }));</script>"
+        # No width/height: when it arrives it pushes everything down (a classic CLS bug).
+        '<img src="/static/banner.svg" alt="Free shipping this week" class="banner">'
         if faults.layout_shift
         else ""
     )
@@ -250,6 +245,13 @@ async def hero_image(request: web.Request) -> web.StreamResponse:
     if delay:
         await _measured_sleep(request, "hero", delay)
     return web.FileResponse(STATIC / "hero-image.svg", headers={"Cache-Control": "no-store"})
+
+
+async def banner_image(_: web.Request) -> web.StreamResponse:
+    """The late banner of the layout-shift fault: arrives well after the first paint (1 s,
+    so that even a busy machine has painted the page before it pushes the content down)."""
+    await asyncio.sleep(1.0)
+    return web.FileResponse(STATIC / "banner-image.svg", headers={"Cache-Control": "no-store"})
 
 
 async def get_faults(request: web.Request) -> web.Response:
