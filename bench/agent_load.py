@@ -33,7 +33,8 @@ from probes.config import load_config_text
 from probes.demo_shop.server import URL_VARIABLE, demo_journey_text, start_demo_shop
 from probes.logs import configure_logging
 from probes.result import AgentHeartbeat, RunResult
-from probes.runners.journey import RunRequest, run
+from probes.runners.journey import run
+from probes.runners.outcome import RunRequest
 from tests.services import descendants
 
 

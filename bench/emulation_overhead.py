@@ -21,7 +21,8 @@ from probes.config import load_config_text
 from probes.demo_shop.server import URL_VARIABLE, demo_journey_text, start_demo_shop
 from probes.logs import configure_logging
 from probes.result import RunResult
-from probes.runners.journey import RunRequest, run
+from probes.runners.journey import run
+from probes.runners.outcome import RunRequest
 
 # label -> (device, journey-level network, journey-level cpu slowdown)
 PROFILES = {

@@ -23,7 +23,8 @@ from probes.config import load_config_text
 from probes.demo_shop.server import URL_VARIABLE, demo_journey_text, start_demo_shop
 from probes.devices import BUILTIN_PROFILES
 from probes.logs import configure_logging
-from probes.runners.journey import RunRequest, run
+from probes.runners.journey import run
+from probes.runners.outcome import RunRequest
 
 
 async def hand_written(browser: Browser, url: str) -> None:

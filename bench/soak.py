@@ -31,7 +31,8 @@ from probes.browser import BrowserManager
 from probes.config import load_config_text
 from probes.demo_shop.server import URL_VARIABLE, demo_journey_text
 from probes.result import AgentHeartbeat, RunResult, Status
-from probes.runners.journey import RunRequest, run_outcome
+from probes.runners.journey import run_outcome
+from probes.runners.outcome import RunRequest
 from tests.services import descendants, free_port, http_get
 
 MIB = 1024 * 1024

@@ -127,6 +127,25 @@ PAGE_FAILED = _gauge("parcours_page_failed_requests", "Requests with HTTP >= 400
 PAGE_ERRORS = _gauge(
     "parcours_page_js_errors", "Uncaught exceptions and console errors on the page."
 )
+KIND_INFO = _gauge("parcours_journey_info", "1 per series, with the kind of check it runs.")
+# HTTP and TCP checks: each step's last exchange.
+PHASE = _gauge(
+    "parcours_phase_seconds",
+    "Time per phase of the step's last request or connection (dns, connect, tls, "
+    "processing, transfer, total).",
+)
+HTTP_STATUS = _gauge("parcours_http_status_code", "HTTP status of the step's last response.")
+PROBE_HTTP_STATUS = _gauge(
+    "probe_http_status_code", "blackbox_exporter-compatible: status of the last response."
+)
+CERT_EXPIRY = _gauge(
+    "parcours_tls_cert_expiry_timestamp_seconds",
+    "Earliest expiry (Unix time) of the certificate chain the step's server presented.",
+)
+PROBE_CERT_EXPIRY = _gauge(
+    "probe_ssl_earliest_cert_expiry",
+    "blackbox_exporter-compatible: earliest certificate expiry of the check (Unix time).",
+)
 RUNS = Family("parcours_journey_runs_total", "counter", "Runs by outcome (every attempt).")
 FAILURES = Family(
     "parcours_journey_failures_total", "counter", "Failed runs by step and error type."
@@ -145,6 +164,12 @@ SERIES_FAMILIES: tuple[Family, ...] = (
     PAGE_REQUESTS,
     PAGE_FAILED,
     PAGE_ERRORS,
+    KIND_INFO,
+    PHASE,
+    HTTP_STATUS,
+    PROBE_HTTP_STATUS,
+    CERT_EXPIRY,
+    PROBE_CERT_EXPIRY,
     RUNS,
     FAILURES,
     DURATIONS,
@@ -274,6 +299,8 @@ def render_series(series: SeriesState) -> dict[str, str]:
             add(STEP_SUCCESS, "", step_label, 1.0 if step.status is Status.PASSED else 0.0)
             add(STEP_DURATION, "", step_label, step.duration_seconds)
     _page_lines(result, add)
+    add(KIND_INFO, "", _extra(kind=result.kind), 1.0)
+    _exchange_lines(result, add)
     for status, count in sorted(series.runs.items()):
         add(RUNS, "", _extra(status=status), float(count))
     for (step_name, error), count in sorted(series.failures.items()):
@@ -299,6 +326,28 @@ def _page_lines(result: RunResult, add: Callable[[Family, str, str, float], None
         add(PAGE_REQUESTS, "", step_label, float(page.requests))
         add(PAGE_FAILED, "", step_label, float(len(page.failed_requests)))
         add(PAGE_ERRORS, "", step_label, float(len(page.js_exceptions) + len(page.console_errors)))
+
+
+def _exchange_lines(result: RunResult, add: Callable[[Family, str, str, float], None]) -> None:
+    latest = {exchange.step: exchange for exchange in result.exchanges}  # a step's last
+    for step, exchange in latest.items():
+        step_label = _extra(step=step)
+        for phase, seconds in exchange.phases.items():
+            add(PHASE, "", _extra(step=step, phase=phase), seconds)
+        if exchange.status is not None:
+            add(HTTP_STATUS, "", step_label, float(exchange.status))
+        if exchange.tls is not None and exchange.tls.earliest_expiry is not None:
+            add(CERT_EXPIRY, "", step_label, exchange.tls.earliest_expiry)
+    statuses = [e.status for e in result.exchanges if e.status is not None]
+    if statuses:
+        add(PROBE_HTTP_STATUS, "", "", float(statuses[-1]))
+    expiries = [
+        e.tls.earliest_expiry
+        for e in result.exchanges
+        if e.tls is not None and e.tls.earliest_expiry is not None
+    ]
+    if expiries:
+        add(PROBE_CERT_EXPIRY, "", "", min(expiries))
 
 
 def render_agents(agents: Iterable[tuple[AgentHeartbeat, float]], now: float) -> str:

@@ -36,6 +36,7 @@ height:22px;border-radius:2px;display:block}.bar{height:14px;border-radius:2px;m
 top:0;height:14px;border-radius:2px}.error{background:#fde8ea;border-left:4px solid #c0182c;
 padding:8px 10px;overflow-wrap:anywhere}img.shot{max-width:100%;border:1px solid #ccc}
 .muted{color:#666;font-size:.85rem}.scroll{overflow-x:auto}code{overflow-wrap:anywhere}
+pre{white-space:pre-wrap;overflow-wrap:anywhere;font-size:.8rem}
 @media (max-width:640px){td,th{padding:5px 4px;font-size:.85rem}.wide{display:none}}
 """
 
@@ -162,7 +163,8 @@ def run_page(run: dict[str, Any], artifacts: list[str], now: float) -> web.Respo
         f"<h1>{html.escape(run['journey'])} {badge(run['status'])}</h1>",
         f'<p class="muted">{html.escape(run["device"])} · {html.escape(run["location"])} · '
         f"agent {html.escape(run['agent'])} · {ago(run['started_at'], now)} · "
-        f"{seconds(total)} · clicks {run['clicks']}/{run['click_budget']} · attempt "
+        f"{seconds(total)} · {html.escape(run.get('kind', 'browser'))}"
+        f"{_clicks(run)} · attempt "
         f'{run.get("attempt", 1)} · <a href="{journey_href(run["journey"])}">journey</a></p>',
     ]
     if run.get("error_message"):
@@ -189,8 +191,57 @@ def run_page(run: dict[str, Any], artifacts: list[str], now: float) -> web.Respo
     if links:
         parts.append(f"<p>Evidence: {' · '.join(links)}</p>")
     parts.append(_waterfall(run, total))
-    parts.append(_pages(run))
+    if run.get("pages"):
+        parts.append(_pages(run))
+    if run.get("exchanges"):
+        parts.append(_exchanges(run))
     return layout(f"{run['journey']} run", "".join(parts))
+
+
+def _clicks(run: dict[str, Any]) -> str:
+    if run.get("kind", "browser") != "browser":
+        return ""
+    return f" · clicks {run['clicks']}/{run['click_budget']}"
+
+
+def _exchanges(run: dict[str, Any]) -> str:
+    """Requests and connections of an API or TCP check: phases, status, TLS, assertions."""
+    rows: list[str] = []
+    details: list[str] = []
+    for exchange in run["exchanges"]:
+        phases = exchange.get("phases", {})
+        tls = exchange.get("tls") or {}
+        days = tls.get("days_left")
+        rows.append(
+            f"<tr><td>{html.escape(exchange['step'])}<div class=muted><code>"
+            f"{html.escape((exchange.get('method') or '') + ' ' + exchange['url'][:120])}"
+            f"</code></div></td><td>{html.escape(str(exchange.get('status') or '—'))}</td>"
+            + "".join(
+                f"<td class=wide>{seconds(phases.get(p))}</td>"
+                for p in ("dns", "connect", "tls", "processing", "transfer")
+            )
+            + f"<td>{seconds(phases.get('total'))}</td>"
+            f"<td class=wide>{'—' if days is None else f'{days:.0f} days'}</td></tr>"
+        )
+        details.extend(
+            f"<li>{'✓' if a['passed'] else '✗'} {html.escape(a['message'])}</li>"
+            for a in exchange.get("assertions", [])
+        )
+        for label, key in (("Request", "request_excerpt"), ("Response", "response_excerpt")):
+            if exchange.get(key):
+                details.append(
+                    f"<li>{label} of {html.escape(exchange['step'])}:"
+                    f"<pre>{html.escape(exchange[key])}</pre></li>"
+                )
+    table = (
+        '<h2>Requests</h2><div class="scroll"><table><tr><th>Step</th><th>Status</th>'
+        "<th class=wide>DNS</th><th class=wide>Connect</th><th class=wide>TLS</th>"
+        "<th class=wide>Server</th><th class=wide>Transfer</th><th>Total</th>"
+        "<th class=wide>Certificate</th></tr>" + "".join(rows) + "</table></div>"
+    )
+    return table + (
+        f"<h2>Assertions and evidence</h2><ul>{''.join(details)}</ul>" if details else ""
+    )
 
 
 def _waterfall(run: dict[str, Any], total: float) -> str:

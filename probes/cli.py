@@ -277,7 +277,8 @@ def _cmd_test(args: argparse.Namespace) -> int:
 async def _test(args: argparse.Namespace) -> list[RunResult]:
     from probes.browser import BrowserManager
     from probes.demo_shop.server import URL_VARIABLE, demo_journey_text, start_demo_shop
-    from probes.runners.journey import RunRequest, run_outcome
+    from probes.runners.dispatch import run_check
+    from probes.runners.outcome import RunRequest
 
     shop = None
     if args.paths:
@@ -300,7 +301,7 @@ async def _test(args: argparse.Namespace) -> list[RunResult]:
                     if args.device and device not in args.device:
                         continue
                     request = RunRequest(device)
-                    outcome = await run_outcome(journey, browsers, request, config.masker)
+                    outcome = await run_check(journey, request, config.masker, browsers)
                     results.append(outcome.result)
                     await _keep_artifacts(args.artifacts, outcome.result.run_id, outcome.blobs)
     finally:
@@ -338,7 +339,7 @@ def _unknown(what: str, asked: list[str], known: str):  # type: ignore[no-untype
 
 
 def _cmd_schema(_: argparse.Namespace) -> int:
-    from probes.config.model import json_schema
+    from probes.config.document import json_schema
 
     print(json.dumps(json_schema(), indent=2, sort_keys=True))
     return EXIT_OK

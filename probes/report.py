@@ -5,7 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from probes.config.durations import format_duration
-from probes.result import BudgetCheck, PageResult, RunResult, Status, StepResult
+from probes.result import (
+    PHASES,
+    BudgetCheck,
+    Exchange,
+    PageResult,
+    RunResult,
+    Status,
+    StepResult,
+)
 
 COLOURS = {"green": "32", "red": "31", "yellow": "33", "dim": "2", "bold": "1"}
 STATUS_STYLE = {
@@ -42,15 +50,23 @@ def render(results: Iterable[RunResult], colour: bool = False) -> str:
 def _run_block(run: RunResult, style: Styler) -> str:
     symbol, colour = STATUS_STYLE[run.status]
     header = (
-        f"{style(symbol, colour)} {style(run.journey, 'bold')} · {run.device} · "
+        f"{style(symbol, colour)} {style(run.journey, 'bold')} · {run.kind} · {run.device} · "
         f"{style(run.status.value.upper(), colour)} in {format_duration(run.duration_seconds)}"
-        f" · clicks {run.clicks}/{run.click_budget}"
     )
+    if run.kind == "browser":
+        header += f" · clicks {run.clicks}/{run.click_budget}"
     lines = [header]
     width = max(len(step.name) for step in run.steps)
     for step in run.steps:
         lines.append(_step_line(step, width, style))
         lines.extend(f"      {_page_line(page)}" for page in run.pages if page.step == step.name)
+        for exchange in (e for e in run.exchanges if e.step == step.name):
+            lines.append(f"      {_exchange_line(exchange)}")
+            lines.extend(
+                f"        {style('✓' if a.passed else '✗', 'green' if a.passed else 'red')} "
+                f"{a.message}"
+                for a in exchange.assertions
+            )
         lines.extend(_budget_line(b, "      ", style) for b in run.budgets if b.step == step.name)
     lines.extend(_budget_line(b, "  ", style) for b in run.budgets if b.step is None)
     if run.error_message and run.status is not Status.FAILED:
@@ -99,6 +115,21 @@ def _page_line(page: PageResult) -> str:
         parts.append(f"{len(page.failed_requests)} failed")
     if page.js_exceptions:
         parts.append(f"{len(page.js_exceptions)} JS exceptions")
+    return " · ".join(parts)
+
+
+def _exchange_line(exchange: Exchange) -> str:
+    """``GET https://api/health · 200 · dns 2ms · connect 1ms · tls 9ms · … · cert 89 days``."""
+    parts = [f"{exchange.method} {exchange.url}" if exchange.method else exchange.url]
+    if exchange.status is not None:
+        parts.append(str(exchange.status))
+    parts.extend(
+        f"{phase} {format_duration(exchange.phases[phase])}"
+        for phase in PHASES
+        if phase in exchange.phases
+    )
+    if exchange.tls is not None and exchange.tls.days_left is not None:
+        parts.append(f"cert {exchange.tls.days_left:.0f} days")
     return " · ".join(parts)
 
 

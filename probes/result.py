@@ -8,6 +8,11 @@ changes meaning or disappears; adding an optional field does not need it.
 Units are SI base units (seconds, bytes); a measure that could not be taken
 is ``None`` with a reason in the owning object's ``missing`` map, never a
 made-up zero.
+
+Version 2 adds what checks that are not browser journeys measure: each HTTP
+request or TCP connection is an ``Exchange`` (phases, status, TLS, assertions).
+The collector accepts versions 1 and 2, so a fleet is upgraded agent by agent:
+collectors first, then agents.
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+ACCEPTED_VERSIONS = (1, 2)
 
 # The contract's limits, shared by the agent (which truncates to them before sending, so a
 # run is never lost to a long URL) and the collector (which refuses anything beyond them).
@@ -39,6 +45,8 @@ LIST_MAX: dict[str, int] = {
     "console_errors": 100,
     "js_exceptions": 100,
     "jobs": 10_000,
+    "exchanges": 200,
+    "assertions": 100,
 }
 # String fields that are free text (not label values), and how long they may be.
 TEXT_FIELDS: dict[str, int] = {
@@ -48,6 +56,13 @@ TEXT_FIELDS: dict[str, int] = {
     "error": TEXT_MAX,
     "console_errors": TEXT_MAX,
     "js_exceptions": TEXT_MAX,
+    "message": TEXT_MAX,
+    "actual": TEXT_MAX,
+    "expression": TEXT_MAX,
+    "request_excerpt": TEXT_MAX,
+    "response_excerpt": TEXT_MAX,
+    "subject": TEXT_MAX,
+    "issuer": TEXT_MAX,
 }
 LEVELS = frozenset({"warn", "fail"})
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -69,6 +84,10 @@ class ErrorType(enum.StrEnum):
     BROWSER_ERROR = "browser_error"
     BUDGET_EXCEEDED = "budget_exceeded"
     CONFIG_ERROR = "config_error"
+    DNS_ERROR = "dns_error"
+    CONNECTION_ERROR = "connection_error"
+    TLS_ERROR = "tls_error"
+    AGENT_ERROR = "agent_error"  # Parcours itself failed (a bug), not the site or the browser
 
 
 class Status(enum.StrEnum):
@@ -166,6 +185,48 @@ class Artifact:
 
 
 @dataclass(frozen=True)
+class AssertionResult:
+    """One assertion of an API check, with the value it saw: ``status (500) in [200, 204]``."""
+
+    expression: str
+    passed: bool
+    message: str
+    actual: str | None = None
+
+
+@dataclass(frozen=True)
+class TlsInfo:
+    """The certificate a server presented; expiry as Unix time, days left from the run."""
+
+    earliest_expiry: float | None
+    days_left: float | None
+    version: str | None = None
+    subject: str | None = None
+    issuer: str | None = None
+    chain_length: int = 0
+
+
+# Phases of an exchange, in the order they happen; each in seconds, absent if not reached.
+PHASES = ("dns", "connect", "tls", "processing", "transfer", "total")
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """One HTTP request and its response, or one TCP connection, of a step."""
+
+    step: str
+    url: str
+    method: str | None = None  # None for a TCP connection
+    status: int | None = None
+    phases: Mapping[str, float] = field(default_factory=dict)
+    response_bytes: int | None = None
+    tls: TlsInfo | None = None
+    assertions: tuple[AssertionResult, ...] = ()
+    request_excerpt: str | None = None  # masked, cut: what on-call needs to replay it
+    response_excerpt: str | None = None
+
+
+@dataclass(frozen=True)
 class StepResult:
     """One named step: what it did, how long, and why it failed if it did."""
 
@@ -205,6 +266,7 @@ class RunResult:
     interval_seconds: float = 0.0  # the journey's schedule; 0 for one-off runs
     artifacts: tuple[Artifact, ...] = ()
     run_url: str | None = None  # the collector's page for this run
+    exchanges: tuple[Exchange, ...] = ()  # HTTP and TCP checks (version 2)
     schema_version: int = SCHEMA_VERSION
 
     @property
@@ -309,6 +371,59 @@ def from_dict(data: object) -> RunResult:
         interval_seconds=_opt_num(obj, "interval_seconds", "$") or 0.0,
         artifacts=_list(obj, "artifacts", "$", _parse_artifact),
         run_url=_opt_str(obj, "run_url", "$"),
+        exchanges=_list(obj, "exchanges", "$", _parse_exchange),
+    )
+
+
+def _parse_exchange(data: object, where: str) -> Exchange:
+    obj = _mapping(data, where)
+    status = _opt_num(obj, "status", where)
+    size = _opt_num(obj, "response_bytes", where)
+    phases = _mapping(obj.get("phases", {}), f"{where}.phases")
+    for phase in phases:
+        if phase not in PHASES:
+            raise ResultFormatError(f"{where}.phases: unknown phase {phase!r:.40}")
+        _num(phases, phase, f"{where}.phases")
+    tls = obj.get("tls")
+    return Exchange(
+        step=_name(obj, "step", where),
+        url=_str(obj, "url", where),
+        method=_opt_name(obj, "method", where),
+        status=None if status is None else int(status),
+        phases={k: float(v) for k, v in phases.items()},
+        response_bytes=None if size is None else int(size),
+        tls=None if tls is None else _parse_tls(tls, f"{where}.tls"),
+        assertions=_list(obj, "assertions", where, _parse_assertion),
+        request_excerpt=_opt_str(obj, "request_excerpt", where),
+        response_excerpt=_opt_str(obj, "response_excerpt", where),
+    )
+
+
+def _parse_tls(data: object, where: str) -> TlsInfo:
+    obj = _mapping(data, where)
+    days = obj.get("days_left")
+    if days is not None and (isinstance(days, bool) or not isinstance(days, int | float)):
+        raise ResultFormatError(f"{where}.days_left: expected a number (negative when expired)")
+    return TlsInfo(
+        earliest_expiry=_opt_num(obj, "earliest_expiry", where),
+        days_left=None if days is None else float(days),
+        version=_opt_name(obj, "version", where),
+        subject=_opt_str(obj, "subject", where),
+        issuer=_opt_str(obj, "issuer", where),
+        chain_length=_int(obj, "chain_length", where) if "chain_length" in obj else 0,
+    )
+
+
+def _parse_assertion(data: object, where: str) -> AssertionResult:
+    obj = _mapping(data, where)
+    passed = obj.get("passed")
+    if not isinstance(passed, bool):
+        raise ResultFormatError(f"{where}.passed: expected true or false")
+    return AssertionResult(
+        expression=_str(obj, "expression", where),
+        passed=passed,
+        message=_str(obj, "message", where),
+        actual=_opt_str(obj, "actual", where),
     )
 
 
@@ -407,8 +522,9 @@ def _mapping(data: object, where: str) -> Mapping[str, Any]:
 
 def _check_version(obj: Mapping[str, Any]) -> None:
     version = obj.get("schema_version")
-    if type(version) is not int or version != SCHEMA_VERSION:  # true and 1.0 are not 1
-        raise ResultFormatError(f"$.schema_version: expected {SCHEMA_VERSION}, got {version!r:.60}")
+    if type(version) is not int or version not in ACCEPTED_VERSIONS:  # true and 1.0 are not 1
+        accepted = " or ".join(map(str, ACCEPTED_VERSIONS))
+        raise ResultFormatError(f"$.schema_version: expected {accepted}, got {version!r:.60}")
 
 
 def check_plain(data: object) -> None:

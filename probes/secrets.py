@@ -60,6 +60,7 @@ class Masker:
     """Replaces every known secret, in every encoding it may travel in, with ``***``."""
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
+        self._secrets = tuple(secrets)
         forms: set[str] = set()
         for secret in secrets:
             if len(secret) >= MIN_SECRET_LENGTH:
@@ -67,6 +68,11 @@ class Masker:
         # Longest first, so that a secret containing another is masked whole.
         self._forms = sorted(forms, key=len, reverse=True)
         self.too_short = sorted(s for s in set(secrets) if 0 < len(s) < MIN_SECRET_LENGTH)
+
+    def extended(self, secrets: Iterable[str]) -> Masker:
+        """A masker that also hides values learnt at run time (a captured token)."""
+        more = tuple(secrets)
+        return Masker((*self._secrets, *more)) if more else self
 
     def mask(self, text: str) -> str:
         """The text with every secret replaced."""

@@ -14,7 +14,8 @@ from probes.demo_shop.app import FAULTS
 from probes.demo_shop.faults import Faults
 from probes.demo_shop.server import RunningShop, start_demo_shop
 from probes.result import RunResult
-from probes.runners.journey import RunRequest, run
+from probes.runners.journey import run
+from probes.runners.outcome import RunRequest
 
 RunJourney = Callable[..., Awaitable[RunResult]]
 

@@ -98,3 +98,41 @@ def heartbeat(jobs: tuple[str, ...] = ("checkout@mobile",), **changes: Any) -> d
         lag_count=4,
     )
     return heartbeat_to_dict(replace(beat, **changes))
+
+
+def exchange_result(run_id: str, kind: str, **changes: Any) -> RunResult:
+    """A passing HTTP or TCP check with one exchange, TLS included."""
+    from probes.result import AssertionResult, Exchange, TlsInfo
+
+    step = "call" if kind == "http" else "connect"
+    exchange = Exchange(
+        step=step,
+        url="https://api.test/health" if kind == "http" else "tcp://gateway.test:443",
+        method="GET" if kind == "http" else None,
+        status=200 if kind == "http" else None,
+        phases={"dns": 0.002, "connect": 0.004, "tls": 0.01, "processing": 0.05, "total": 0.07},
+        response_bytes=120,
+        tls=TlsInfo(earliest_expiry=2_000_000_000.0, days_left=42.0, version="TLSv1.3"),
+        assertions=(AssertionResult("status == 200", True, "status (200) == 200", "200"),),
+    )
+    base = replace(
+        result(run_id),
+        journey=f"{kind}-check",
+        kind=kind,
+        device="none",
+        clicks=0,
+        click_budget=0,
+        pages=(),
+        steps=(
+            StepResult(step, "GET" if kind == "http" else "connect", Status.PASSED, 1000.0, 0.07),
+        ),
+        exchanges=(exchange,),
+    )
+    return replace(base, **changes)
+
+
+def sample_of(kind: str, run_id: str) -> RunResult:
+    """A typical result of each registered kind (a KeyError for a kind nobody wrote one for)."""
+    samples = {"browser": lambda: result(run_id)}
+    samples.update({k: (lambda k=k: exchange_result(run_id, k)) for k in ("http", "tcp")})
+    return samples[kind]()

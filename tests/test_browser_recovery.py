@@ -12,7 +12,8 @@ import pytest
 from probes.browser import BrowserManager
 from probes.demo_shop.server import RunningShop
 from probes.result import ErrorType, Status
-from probes.runners.journey import RunRequest, run
+from probes.runners.journey import run
+from probes.runners.outcome import RunRequest
 from tests.conftest import config_from, demo_journey
 from tests.services import descendants, wait_until
 

@@ -30,7 +30,7 @@ def test_with_no_config_it_runs_the_demo_journey_on_the_bundled_shop() -> None:
     done = parcours("test", "--device", "desktop")
 
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "✓ demo-checkout · desktop · PASSED" in done.stdout
+    assert "✓ demo-checkout · browser · desktop · PASSED" in done.stdout
     assert "clicks 3/3" in done.stdout
     for step in ("open home page", "open product", "add to cart", "place order"):
         assert step in done.stdout
@@ -44,7 +44,7 @@ def test_json_output_is_the_full_result_document() -> None:
     assert done.returncode == 0, done.stderr
     (document,) = json.loads(done.stdout)
     assert document["device"] == "mobile"
-    assert document["schema_version"] == 1
+    assert document["schema_version"] == 2
     assert len(document["pages"]) == 4
 
 
@@ -128,6 +128,6 @@ async def test_the_shipped_example_runs_green_against_the_demo_shop(shop: Runnin
     )
 
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "✓ checkout-with-voucher · desktop · PASSED" in done.stdout
-    assert "✓ checkout-with-voucher · kiosk · PASSED" in done.stdout
+    assert "✓ checkout-with-voucher · browser · desktop · PASSED" in done.stdout
+    assert "✓ checkout-with-voucher · browser · kiosk · PASSED" in done.stdout
     assert "WELCOME10-secret" not in done.stdout + done.stderr

@@ -18,7 +18,7 @@ from probes.result import (
     Status,
     to_dict,
 )
-from tests.documents import failed, heartbeat, result
+from tests.documents import exchange_result, failed, heartbeat, result
 
 GOLDEN = Path(__file__).parent / "golden" / "metrics_catalogue.json"
 
@@ -262,10 +262,13 @@ async def test_metric_names_and_labels_match_the_golden_catalogue(
         journey="slow",
         budgets=(BudgetCheck("page_load", "warn", 3.0, 3.4, "home"),),
     )
+    api = exchange_result("h1", "http")
     await client.post(
-        "/api/v1/results", json=[to_dict(result()), to_dict(failed("f", 10.0)), to_dict(degraded)]
+        "/api/v1/results",
+        json=[to_dict(result()), to_dict(failed("f", 10.0)), to_dict(degraded), to_dict(api)],
     )
-    await client.post("/api/v1/heartbeats", json=heartbeat(jobs=("checkout@mobile", "slow@mobile")))
+    jobs = ("checkout@mobile", "slow@mobile", "http-check@none")
+    await client.post("/api/v1/heartbeats", json=heartbeat(jobs=jobs))
     text = await (await client.get("/metrics")).text()
 
     catalogue = {

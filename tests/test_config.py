@@ -413,7 +413,7 @@ def test_durations_that_are_refused(text: object) -> None:
 
 def test_the_committed_json_schema_is_the_one_the_code_produces() -> None:
     """Regenerate with: .venv/bin/parcours schema > configs/parcours.schema.json"""
-    from probes.config.model import json_schema
+    from probes.config.document import json_schema
 
     committed = json.loads(Path("configs/parcours.schema.json").read_text())
 

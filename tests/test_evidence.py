@@ -24,7 +24,8 @@ from collector.artifacts import (
 from probes.browser import BrowserManager
 from probes.result import Artifact, ErrorType, Status, to_dict
 from probes.runners.evidence import secret_fields
-from probes.runners.journey import RunOutcome, RunRequest, run_outcome
+from probes.runners.journey import run_outcome
+from probes.runners.outcome import RunOutcome, RunRequest
 from tests.conftest import config_from
 from tests.documents import result as stored_result
 

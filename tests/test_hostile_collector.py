@@ -105,14 +105,14 @@ HOSTILE: dict[str, tuple[str, str, bytes, int, str]] = {
         "application/json",
         raw(now_result("h5"), schema_version=True),
         400,
-        "$.schema_version: expected 1",
+        "$.schema_version: expected 1 or 2",
     ),
     "schema_version 1.0": (
         "/api/v1/results",
         "application/json",
         raw(now_result("h6"), schema_version=1.0),
         400,
-        "$.schema_version: expected 1",
+        "$.schema_version: expected 1 or 2",
     ),
     "a passed result dated ten years ahead": (
         "/api/v1/results",

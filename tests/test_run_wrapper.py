@@ -15,7 +15,8 @@ from probes.browser import BrowserManager
 from probes.demo_shop.server import RunningShop
 from probes.result import TEXT_MAX, URL_MAX, ErrorType, Status, from_dict, to_dict
 from probes.runners import journey as journey_runner
-from probes.runners.journey import RunRequest, run
+from probes.runners.journey import run
+from probes.runners.outcome import RunRequest
 from tests.conftest import RunJourney, config_from, demo_journey
 from tests.test_browser_recovery import chromium_main_processes
 
@@ -26,7 +27,7 @@ pytestmark = pytest.mark.slow
     ("error", "expected"),
     [
         (Error("Target page, context or browser has been closed"), ErrorType.BROWSER_ERROR),
-        (RuntimeError("a bug in Parcours"), ErrorType.BROWSER_ERROR),
+        (RuntimeError("a bug in Parcours"), ErrorType.AGENT_ERROR),
         (TimeoutError(), ErrorType.TIMEOUT),
     ],
     ids=["playwright-error", "unexpected-error", "timeout"],

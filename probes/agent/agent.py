@@ -38,7 +38,8 @@ from probes.config.loader import config_files
 from probes.config.spec import JourneySpec
 from probes.logs import SecretScrubber
 from probes.result import AgentHeartbeat
-from probes.runners.journey import RunRequest, run_outcome
+from probes.runners.dispatch import run_check
+from probes.runners.outcome import RunRequest
 
 log = structlog.get_logger(__name__)
 _T = TypeVar("_T")
@@ -179,7 +180,7 @@ class Agent:
             with structlog.contextvars.bound_contextvars(
                 journey=spec.name, device=device, attempt=attempt
             ):
-                outcome = await run_outcome(spec, self._browsers, request, masker)
+                outcome = await run_check(spec, request, masker, self._browsers)
             result = outcome.result
             await self._sink.submit(result, outcome.blobs)
             if result.success:

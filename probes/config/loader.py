@@ -16,17 +16,20 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from probes.conditions import NETWORKS, Network
+from probes.config.document import ConfigFile
 from probes.config.durations import format_duration
 from probes.config.model import (
     DEFAULT_TIMEOUT_SECONDS,
-    ConfigFile,
+    Defaults,
     DeviceProfile,
     Journey,
+    JourneyBudgets,
     merged_budgets,
 )
 from probes.config.spec import JourneySpec
 from probes.config.yaml_source import Path, YamlDocument, read_yaml
 from probes.devices import BUILTIN_PROFILES, known_device_names
+from probes.kinds import KINDS, NO_DEVICE
 from probes.secrets import Masker
 
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -267,12 +270,13 @@ def _validate(
         return ConfigFile.model_validate(doc.data)
     except ValidationError as exc:
         for error in exc.errors():
-            loc = tuple(error["loc"])
+            tagged = tuple(error["loc"])
+            loc = _untagged(tagged)
             problems.append(
                 Problem(
                     name,
                     doc.line_of(loc),
-                    masker.mask(_message(error, loc)),
+                    masker.mask(_message(error, tagged)),
                     _journey_name(doc.data, loc),
                     _format_loc(loc),
                 )
@@ -280,7 +284,19 @@ def _validate(
         return None
 
 
-def _resolve(parsed: ConfigFile, journey: Journey, where: str, profiles: _Profiles) -> JourneySpec:
+def _untagged(loc: Path) -> Path:
+    """pydantic puts the kind's tag in the path of a check (journeys.0.http.steps); the
+    YAML has no such level."""
+    if len(loc) > 2 and loc[0] == "journeys" and loc[2] in KINDS:
+        return (*loc[:2], *loc[3:])
+    return loc
+
+
+def _resolve(
+    parsed: ConfigFile, journey: BaseModel, where: str, profiles: _Profiles
+) -> JourneySpec:
+    if not isinstance(journey, Journey):
+        return _resolve_check(parsed.defaults, journey, where)
     defaults = parsed.defaults
 
     def pick(own: Any, default: Any) -> Any:
@@ -313,8 +329,27 @@ def _resolve(parsed: ConfigFile, journey: Journey, where: str, profiles: _Profil
     )
 
 
+def _resolve_check(defaults: Defaults, check: Any, where: str) -> JourneySpec:
+    """A check that is not a browser journey: it runs once per location, on no device."""
+    return JourneySpec(
+        name=check.name,
+        kind=check.kind,
+        base_url=getattr(check, "base_url", None) or defaults.base_url,
+        interval=check.interval if check.interval is not None else defaults.interval,
+        timeout=check.timeout or defaults.timeout or DEFAULT_TIMEOUT_SECONDS,
+        step_timeout=defaults.step_timeout,
+        devices=(NO_DEVICE,),
+        retries=check.retries if check.retries is not None else defaults.retries,
+        fail_on_js_error=False,
+        budgets=JourneyBudgets(),
+        steps=(),
+        source=where,
+        settings=check,
+    )
+
+
 def _timeout_problem(
-    name: str, doc: YamlDocument, index: int, journey: Journey, spec: JourneySpec
+    name: str, doc: YamlDocument, index: int, journey: Any, spec: JourneySpec
 ) -> Problem | None:
     """A run's deadline set below its interval, so that runs never pile up behind each other."""
     if journey.timeout is None and (doc.data.get("defaults") or {}).get("timeout") is None:
@@ -478,6 +513,9 @@ def _format_loc(loc: Path) -> str:
 
 def _message(error: Mapping[str, Any], loc: Path) -> str:
     kind = error["type"]
+    if kind == "union_tag_invalid":
+        got = error.get("ctx", {}).get("tag", "?")
+        return f"unknown kind {got}; expected one of {', '.join(KINDS)}"
     if kind == "extra_forbidden":
         key = str(loc[-1])
         allowed = _allowed_keys(loc[:-1])
@@ -497,14 +535,17 @@ def _message(error: Mapping[str, Any], loc: Path) -> str:
 def _allowed_keys(loc: Path) -> list[str]:
     """Keys accepted at a path, found by walking the models' field annotations."""
     model: type[BaseModel] | None = ConfigFile
-    for part in loc:
+    for position, part in enumerate(loc):
         if model is None:
             return []
         if isinstance(part, int):
             continue
+        if position == 2 and loc[0] == "journeys" and part in KINDS:
+            model = KINDS[part].settings
+            continue
         field = model.model_fields.get(part)
         model = _model_in(field.annotation) if field else None
-    return list(model.model_fields) if model else []
+    return [field.alias or name for name, field in model.model_fields.items()] if model else []
 
 
 def _model_in(annotation: Any) -> type[BaseModel] | None:

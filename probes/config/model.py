@@ -14,7 +14,6 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
 
 from probes.config.durations import parse_duration
-from probes.kinds import KIND_NAMES
 
 # Editors see what ops write (a string such as 3s), not the float it becomes after load.
 Duration = Annotated[
@@ -383,7 +382,7 @@ class Journey(Strict):
     """A named list of steps; unset settings come from the file's defaults."""
 
     name: Name
-    kind: str = "browser"
+    kind: Literal["browser"] = "browser"
     description: str | None = None
     base_url: str | None = None
     interval: Interval | None = None
@@ -397,12 +396,6 @@ class Journey(Strict):
     budgets: JourneyBudgets | None = None
     evidence: EvidenceSettings | None = None
     steps: Annotated[list[Step], Field(min_length=1)]
-
-    @model_validator(mode="after")
-    def _known_kind(self) -> Journey:
-        if self.kind not in KIND_NAMES:
-            raise ValueError(f"unknown kind '{self.kind}'; expected one of {', '.join(KIND_NAMES)}")
-        return self
 
 
 class Defaults(Strict):
@@ -419,23 +412,6 @@ class Defaults(Strict):
     base_url: str | None = None
     budgets: JourneyBudgets | None = None
     evidence: EvidenceSettings = Field(default_factory=EvidenceSettings)
-
-
-class ConfigFile(Strict):
-    """One YAML file: optional defaults and a list of journeys."""
-
-    defaults: Defaults = Field(default_factory=Defaults)
-    device_profiles: dict[str, DeviceProfile] = Field(default_factory=dict)
-    network_profiles: dict[str, NetworkProfile] = Field(default_factory=dict)
-    journeys: list[Journey] = Field(default_factory=list)
-
-
-def json_schema() -> dict[str, object]:
-    """The JSON Schema of a config file, for editors (yaml-language-server and the like)."""
-    schema = ConfigFile.model_json_schema()
-    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    schema["title"] = "Parcours journeys"
-    return schema
 
 
 def field_names(model: type[BaseModel]) -> list[str]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from pydantic import BaseModel
+
 from probes.conditions import Network
 from probes.config.model import DeviceProfile, EvidenceSettings, JourneyBudgets, Step
 
@@ -31,6 +33,8 @@ class JourneySpec:
     device_profiles: Mapping[str, DeviceProfile] = field(default_factory=dict)
     network_profiles: Mapping[str, Network] = field(default_factory=dict)
     evidence: EvidenceSettings = field(default_factory=EvidenceSettings)
+    # The kind's own validated settings, for kinds other than browser (HttpCheck, TcpCheck).
+    settings: BaseModel | None = None
 
     @property
     def click_budget(self) -> int:

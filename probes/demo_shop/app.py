@@ -40,6 +40,7 @@ def create_app(faults: Faults | None = None) -> web.Application:
     app[FAULTS] = FaultSwitches(faults)
     app[ORDERS] = {}
     app[DELAYS] = {}
+    app[TOKENS] = set()
     app.router.add_get("/", home, name="home")
     app.router.add_get("/product/{slug}", product, name="product")
     app.router.add_get("/cart", cart, name="cart")
@@ -53,6 +54,9 @@ def create_app(faults: Faults | None = None) -> web.Application:
     app.router.add_delete("/__faults", clear_faults)
     app.router.add_get("/static/banner.svg", banner_image)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/api/health", api_health)
+    app.router.add_post("/api/login", api_login)
+    app.router.add_get("/api/cart", api_cart)
     app.router.add_get("/device", device, name="device")
     return app
 
@@ -252,6 +256,56 @@ async def banner_image(_: web.Request) -> web.StreamResponse:
     so that even a busy machine has painted the page before it pushes the content down)."""
     await asyncio.sleep(1.0)
     return web.FileResponse(STATIC / "banner-image.svg", headers={"Cache-Control": "no-store"})
+
+
+# --- the JSON API behind the (imaginary) mobile app ---------------------------------------
+
+DEMO_USER, DEMO_PASSWORD = "demo", "demo-password"
+TOKENS = web.AppKey("tokens", set)
+
+
+async def _api_answer(request: web.Request, payload: object) -> web.Response:
+    """The API's answer, through its fault switches (status, delay, broken JSON)."""
+    faults = current_faults(request)
+    if faults.api_delay_ms:
+        await _measured_sleep(request, "api", faults.api_delay_ms)
+    if faults.api_malformed:
+        return web.Response(text='{"status": "ok", "items": [', content_type="application/json")
+    status = faults.api_status or 200
+    return web.json_response(payload, status=status)
+
+
+async def api_health(request: web.Request) -> web.Response:
+    """What a load balancer or the app's splash screen asks first."""
+    return await _api_answer(request, {"status": "ok", "version": "1.4.2"})
+
+
+async def api_login(request: web.Request) -> web.Response:
+    """Log the demo user in; the token it returns opens the cart."""
+    try:
+        credentials = await request.json()
+    except ValueError:
+        raise web.HTTPBadRequest(text="expected a JSON body") from None
+    if not isinstance(credentials, dict) or (
+        credentials.get("user"),
+        credentials.get("password"),
+    ) != (DEMO_USER, DEMO_PASSWORD):
+        return web.json_response({"error": "wrong user or password"}, status=401)
+    token = secrets.token_urlsafe(24)
+    tokens = request.app[TOKENS]
+    tokens.add(token)
+    while len(tokens) > 1000:  # bounded, like orders
+        tokens.pop()
+    return await _api_answer(request, {"token": token, "expires_in": 3600})
+
+
+async def api_cart(request: web.Request) -> web.Response:
+    """The cart as the app shows it; needs the login's bearer token."""
+    token = request.headers.get("Authorization", "").removeprefix("Bearer ")
+    if token not in request.app[TOKENS]:
+        return web.json_response({"error": "login first"}, status=401)
+    items = [{"sku": "trail-runner", "name": PRODUCTS["trail-runner"][0], "quantity": 1}]
+    return await _api_answer(request, {"items": items, "count": len(items)})
 
 
 async def get_faults(request: web.Request) -> web.Response:

@@ -22,6 +22,9 @@ class Faults:
     hang: str = ""  # a page ("home", "product", "cart", "order") that never answers
     js_error: bool = False  # the product page throws an uncaught exception
     layout_shift: bool = False  # a late banner pushes the home page content down
+    api_status: int = 0  # the JSON API answers with this HTTP status (0: normally)
+    api_delay_ms: int = 0  # the JSON API answers this late
+    api_malformed: bool = False  # the JSON API answers with broken JSON
 
     def merged(self, changes: dict[str, Any]) -> Faults:
         """A copy with the given switches changed; unknown names or wrong types raise."""

@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-import traceback
-import uuid
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
-from typing import Any, cast
+from dataclasses import replace
+from typing import Any
 
 import structlog
 from playwright.async_api import Browser, BrowserContext, Error, Page
@@ -23,18 +20,15 @@ from probes.conditions import Conditions, resolve_conditions
 from probes.config.model import Step
 from probes.config.spec import JourneySpec
 from probes.result import (
-    Artifact,
     BudgetCheck,
     ErrorType,
     PageResult,
     RunResult,
     Status,
     StepResult,
-    fit_document,
-    from_dict,
-    to_dict,
 )
-from probes.runners.budgets import check_budgets, describe
+from probes.runners import dispatch
+from probes.runners.budgets import check_budgets
 from probes.runners.evidence import (
     Evidence,
     capture_page,
@@ -43,6 +37,15 @@ from probes.runners.evidence import (
     stop_trace,
 )
 from probes.runners.failures import StepFailure, first_line
+from probes.runners.outcome import (
+    RunContext,
+    RunOutcome,
+    RunRequest,
+    failed_first,
+    finish_run,
+    skipped,
+    step_result,
+)
 from probes.runners.page_monitor import INIT_SCRIPT, PageMonitor
 from probes.runners.steps import Deadline, check, perform
 from probes.secrets import Masker
@@ -55,26 +58,6 @@ INTERACTIVE = frozenset(
 )  # beyond a step's own timeout, before we stop waiting on Playwright
 
 
-@dataclass(frozen=True)
-class RunRequest:
-    """Where and as what a run happens: the labels every result carries."""
-
-    device: str
-    location: str = "local"
-    agent: str = "local"
-    attempt: int = 1
-    run_id: str = ""
-    run_page_base: str | None = None  # the collector's URL, for the result's run_url
-
-
-@dataclass(frozen=True)
-class RunOutcome:
-    """A run's result, and the bytes of the artifacts it names (uploaded beside it)."""
-
-    result: RunResult
-    blobs: Mapping[str, bytes]
-
-
 async def run(
     spec: JourneySpec, browsers: BrowserManager, request: RunRequest, masker: Masker
 ) -> RunResult:
@@ -85,58 +68,40 @@ async def run(
 async def run_outcome(
     spec: JourneySpec, browsers: BrowserManager, request: RunRequest, masker: Masker
 ) -> RunOutcome:
-    """Run one journey once; every secret is masked in what comes back, artifacts too.
-
-    The one wrapper every run goes through: whatever goes wrong in Parcours, Playwright
-    or Chromium, the run ends as a result (failed, with a reason), never as an exception
-    that would leave its series silent.
-    """
-    run_id = request.run_id or uuid.uuid4().hex
-    bound = log.bind(
-        journey=spec.name, device=request.device, location=request.location, run_id=run_id
-    )
-    started = time.time()
-    try:
-        return await _attempt(spec, browsers, request, masker, run_id=run_id, bound=bound)
-    except Exception as exc:  # noqa: BLE001 - a run never vanishes: any error is a failed result
-        # The traceback is masked here: a renderer would print it after the log scrubber ran.
-        bound.error("run_crashed", error=repr(exc)[:500], traceback=traceback.format_exc()[-4000:])
-        error_type = ErrorType.TIMEOUT if isinstance(exc, TimeoutError) else None
-        failure = StepFailure(
-            error_type or ErrorType.BROWSER_ERROR,
-            f"the run could not complete: {type(exc).__name__}: {first_line(str(exc))}",
-        )
-        return _failed_before_steps(spec, request, run_id, started, failure, masker, bound)
+    """Run one journey once through the wrapper every kind of run goes through."""
+    return await dispatch.run_check(spec, request, masker, browsers)
 
 
-async def _attempt(
-    spec: JourneySpec,
-    browsers: BrowserManager,
-    request: RunRequest,
-    masker: Masker,
-    *,
-    run_id: str,
-    bound: structlog.typing.FilteringBoundLogger,
-) -> RunOutcome:
+def planned_steps(spec: JourneySpec) -> list[tuple[str, str]]:
+    """The journey's steps, for a run that fails before its first one."""
+    return [(step.name, step.action) for step in spec.steps]
+
+
+async def run_check(spec: JourneySpec, context: RunContext) -> RunOutcome:
+    """The browser kind: a fresh context of the shared Chromium, every step in it."""
+    request, masker, bound = context.request, context.masker, context.log
+    browsers = context.browsers
+    if browsers is None:
+        raise BrowserUnavailableError("no browser manager was given for a browser journey")
     try:
         browser = await browsers.get()
         options, conditions = device_setup(spec, browsers, request.device)
     except BrowserUnavailableError as exc:
         failure = StepFailure(ErrorType.BROWSER_ERROR, str(exc))
-        return _failed_before_steps(spec, request, run_id, time.time(), failure, masker, bound)
+        return _failed_before_steps(spec, context, time.time(), failure)
     # The clock starts once Chromium is up: a launch is the agent's cost, not the site's.
     started = time.time()
     try:
-        context = await _open_context(browsers, browser, options)
+        browser_context = await _open_context(browsers, browser, options)
     except (Error, BrowserUnavailableError) as exc:
         failure = StepFailure(
             ErrorType.BROWSER_ERROR, f"no browser context: {first_line(str(exc))}"
         )
-        return _failed_before_steps(spec, request, run_id, started, failure, masker, bound)
+        return _failed_before_steps(spec, context, started, failure)
     try:
         steps, pages, budgets, evidence = await _run_in_context(
             spec,
-            context,
+            browser_context,
             bound,
             masker,
             conditions=conditions,
@@ -144,48 +109,32 @@ async def _attempt(
             started=started,
         )
     finally:
-        await _close(context)
-    result = _finish(
+        await _close(browser_context)
+    result = finish_run(
         spec,
-        request=request,
-        run_id=run_id,
+        context,
         started=started,
         steps=steps,
-        pages=pages,
         budgets=budgets,
-        masker=masker,
-        bound=bound,
+        pages=tuple(pages),
+        clicks=_clicks(spec, steps),
+        click_budget=spec.click_budget,
         conditions={
             **conditions.describe(),
             "viewport": options.get("viewport"),
             "user_agent": options.get("user_agent"),
         },
-        artifacts=evidence.artifacts,
+        artifacts=tuple(evidence.artifacts),
     )
     return RunOutcome(result, evidence.blobs)
 
 
-def _failed_before_steps(  # noqa: PLR0917 - one call shape, used three times above
-    spec: JourneySpec,
-    request: RunRequest,
-    run_id: str,
-    started: float,
-    failure: StepFailure,
-    masker: Masker,
-    bound: structlog.typing.FilteringBoundLogger,
+def _failed_before_steps(
+    spec: JourneySpec, context: RunContext, started: float, failure: StepFailure
 ) -> RunOutcome:
-    """A run that never got going (no browser, or a crash): its first step carries why."""
-    result = _finish(
-        spec,
-        request=request,
-        run_id=run_id,
-        started=started,
-        steps=_all_skipped(spec.steps, failure),
-        pages=[],
-        budgets=[],
-        masker=masker,
-        bound=bound,
-    )
+    """A run that never got a browser: its first step carries why."""
+    steps = failed_first(planned_steps(spec), failure)
+    result = finish_run(spec, context, started=started, steps=steps, click_budget=spec.click_budget)
     return RunOutcome(result, {})
 
 
@@ -336,15 +285,7 @@ async def _run_step(
         failure = StepFailure(
             ErrorType.BROWSER_ERROR, f"the browser closed or crashed ({failure.message})"
         )
-    return StepResult(
-        name=step.name,
-        action=step.action,
-        status=Status.FAILED if failure else Status.PASSED,
-        started_at=started,
-        duration_seconds=time.monotonic() - clock,
-        error_type=failure.error_type if failure else None,
-        error_message=failure.message if failure else None,
-    )
+    return step_result(step.name, step.action, started=started, clock=clock, failure=failure)
 
 
 async def _step_body(
@@ -388,21 +329,7 @@ def _browser_gone(page: Page) -> bool:
 
 
 def _skipped(step: Step) -> StepResult:
-    return StepResult(step.name, step.action, Status.SKIPPED, time.time(), 0.0)
-
-
-def _all_skipped(steps: Sequence[Step], failure: StepFailure) -> list[StepResult]:
-    first, *rest = steps
-    failed = StepResult(
-        first.name,
-        first.action,
-        Status.FAILED,
-        time.time(),
-        0.0,
-        failure.error_type,
-        failure.message,
-    )
-    return [failed, *(_skipped(step) for step in rest)]
+    return skipped(step.name, step.action)
 
 
 async def _close(context: BrowserContext) -> None:
@@ -410,79 +337,3 @@ async def _close(context: BrowserContext) -> None:
         await asyncio.wait_for(context.close(), 10)
     except (Error, TimeoutError) as exc:
         log.warning("context_close_failed", error=first_line(str(exc)))
-
-
-def _finish(
-    spec: JourneySpec,
-    *,
-    request: RunRequest,
-    run_id: str,
-    started: float,
-    steps: list[StepResult],
-    pages: list[PageResult],
-    budgets: list[BudgetCheck],
-    masker: Masker,
-    bound: structlog.typing.FilteringBoundLogger | None = None,
-    conditions: dict[str, Any] | None = None,
-    artifacts: list[Artifact] | None = None,
-) -> RunResult:
-    """The verdict from steps and budgets (checked once, by the caller), masked and fitted."""
-    finished = time.time()
-    clicks = _clicks(spec, steps)
-    failed_step = next((s for s in steps if s.status is Status.FAILED), None)
-    status, error_type, message = Status.PASSED, None, None
-    if failed_step is not None:
-        status, error_type, message = (
-            Status.FAILED,
-            failed_step.error_type,
-            failed_step.error_message,
-        )
-    elif any(b.level == "fail" for b in budgets):
-        status, error_type = Status.FAILED, ErrorType.BUDGET_EXCEEDED
-        message = describe(b for b in budgets if b.level == "fail")
-    elif budgets:
-        status, message = Status.DEGRADED, describe(budgets)
-    result = RunResult(
-        run_id=run_id,
-        journey=spec.name,
-        kind=KIND,
-        device=request.device,
-        location=request.location,
-        agent=request.agent,
-        started_at=started,
-        finished_at=finished,
-        status=status,
-        clicks=clicks,
-        click_budget=spec.click_budget,
-        steps=tuple(steps),
-        pages=tuple(pages),
-        budgets=tuple(budgets),
-        error_type=error_type,
-        error_message=message,
-        failed_step=failed_step.name if failed_step else None,
-        attempt=request.attempt,
-        conditions=conditions or {},
-        interval_seconds=spec.interval,
-        artifacts=tuple(artifacts or ()),
-        run_url=f"{request.run_page_base.rstrip('/')}/status/runs/{run_id}"
-        if request.run_page_base
-        else None,
-    )
-    if bound is not None:
-        bound.info(
-            "run_finished",
-            status=status.value,
-            error_type=error_type,
-            duration=round(result.duration_seconds, 3),
-            clicks=clicks,
-        )
-    return _masked_and_fitted(result, masker)
-
-
-def _masked_and_fitted(result: RunResult, masker: Masker) -> RunResult:
-    """Secrets masked in every string (messages, URLs, console lines), then every field cut
-    to the contract's limits: a run with a 10 kB URL is reported, not refused."""
-    document = to_dict(result)
-    if masker:
-        document = cast(dict[str, Any], masker.mask_data(document))
-    return from_dict(fit_document(document))
