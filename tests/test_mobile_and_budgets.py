@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -203,6 +204,8 @@ async def test_parcours_test_shows_the_budget_verdict_with_limit_and_value(
 
     assert done.returncode == 0, done.stderr  # degraded is not a failure
     assert "DEGRADED" in done.stdout
-    assert "budget page_load 1.5" in done.stdout
-    assert "> warn 1.00s" in done.stdout
+    # The shop waits 1.5 s; on a busy machine the page takes longer, never less.
+    shown = re.search(r"budget page_load (\d+\.\d+)s > warn 1\.00s", done.stdout)
+    assert shown is not None, done.stdout
+    assert float(shown.group(1)) >= 1.5
     assert "0 passed, 1 degraded, 0 failed" in done.stdout
