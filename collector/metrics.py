@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import structlog
 
 from collector.state import CollectorState, SeriesKey, SeriesState
-from probes.result import AgentHeartbeat, RunResult, Status
+from probes.result import PAGE_MEASURES, AgentHeartbeat, RunResult, Status
 
 log = structlog.get_logger(__name__)
 
@@ -108,21 +108,9 @@ STEP_SUCCESS = _gauge(
 STEP_DURATION = _gauge(
     "parcours_step_last_duration_seconds", "Wall time of the step in the last run."
 )
-# PageResult field -> family. Last run's value, for the last page each step loaded.
-PAGE_GAUGES: dict[str, Family] = {
-    "ttfb_seconds": _gauge("parcours_page_ttfb_seconds", "Time to first byte of the page."),
-    "fcp_seconds": _gauge("parcours_page_fcp_seconds", "First contentful paint."),
-    "lcp_seconds": _gauge("parcours_page_lcp_seconds", "Largest contentful paint."),
-    "cls": _gauge("parcours_page_cls", "Cumulative layout shift (largest session window)."),
-    "inp_seconds": _gauge("parcours_page_inp_seconds", "Slowest interaction (INP) on the page."),
-    "dom_content_loaded_seconds": _gauge(
-        "parcours_page_dom_content_loaded_seconds",
-        "DOMContentLoaded event end, from navigation start.",
-    ),
-    "load_seconds": _gauge("parcours_page_load_seconds", "Load event end, from navigation start."),
-    "transfer_bytes": _gauge("parcours_page_transfer_bytes", "Bytes transferred for the page."),
-}
-PAGE_REQUESTS = _gauge("parcours_page_requests", "Requests the page made.")
+# PageResult field -> family, from the catalogue of measures. Last run's value, for the
+# last page each step loaded.
+PAGE_GAUGES: dict[str, Family] = {m.field: _gauge(m.metric, m.help) for m in PAGE_MEASURES}
 PAGE_FAILED = _gauge("parcours_page_failed_requests", "Requests with HTTP >= 400 or no response.")
 PAGE_ERRORS = _gauge(
     "parcours_page_js_errors", "Uncaught exceptions and console errors on the page."
@@ -161,7 +149,6 @@ SERIES_FAMILIES: tuple[Family, ...] = (
     STEP_SUCCESS,
     STEP_DURATION,
     *PAGE_GAUGES.values(),
-    PAGE_REQUESTS,
     PAGE_FAILED,
     PAGE_ERRORS,
     KIND_INFO,
@@ -323,7 +310,6 @@ def _page_lines(result: RunResult, add: Callable[[Family, str, str, float], None
             value = getattr(page, field)
             if value is not None:
                 add(family, "", step_label, float(value))
-        add(PAGE_REQUESTS, "", step_label, float(page.requests))
         add(PAGE_FAILED, "", step_label, float(len(page.failed_requests)))
         add(PAGE_ERRORS, "", step_label, float(len(page.js_exceptions) + len(page.console_errors)))
 

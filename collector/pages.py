@@ -16,6 +16,8 @@ from urllib.parse import quote
 
 from aiohttp import web
 
+from probes.result import MEASURES_BY_FIELD
+
 STATUS_COLOURS = {
     "passed": "#1b7f3b",
     "degraded": "#b26b00",
@@ -264,17 +266,35 @@ def _waterfall(run: dict[str, Any], total: float) -> str:
     )
 
 
+# Page measures in the run page's table (labels and units from the catalogue); the wide
+# ones are hidden on a phone.
+PAGE_COLUMNS = (
+    ("ttfb_seconds", False),
+    ("fcp_seconds", False),
+    ("lcp_seconds", False),
+    ("cls", True),
+    ("load_seconds", True),
+)
+
+
+def _measure_cell(page: dict[str, Any], field: str, wide: bool) -> str:
+    value = page.get(field)
+    shown = (
+        seconds(value)
+        if MEASURES_BY_FIELD[field].unit == "seconds"
+        else ("—" if value is None else format(value, ".3f"))
+    )
+    return f"<td{' class=wide' if wide else ''}>{shown}</td>"
+
+
 def _pages(run: dict[str, Any]) -> str:
     rows, problems = [], []
     for page in run.get("pages", []):
         rows.append(
             f"<tr><td>{html.escape(page['step'])}<div class=muted><code>"
             f"{html.escape(page['url'][:120])}</code></div></td>"
-            f"<td>{seconds(page.get('ttfb_seconds'))}</td><td>{seconds(page.get('fcp_seconds'))}"
-            f"</td><td>{seconds(page.get('lcp_seconds'))}</td><td class=wide>"
-            f"{'—' if page.get('cls') is None else format(page['cls'], '.3f')}</td>"
-            f"<td class=wide>{seconds(page.get('load_seconds'))}</td>"
-            f"<td class=wide>{(page.get('transfer_bytes') or 0) / 1024:.0f} KiB · "
+            + "".join(_measure_cell(page, field, wide) for field, wide in PAGE_COLUMNS)
+            + f"<td class=wide>{(page.get('transfer_bytes') or 0) / 1024:.0f} KiB · "
             f"{page.get('requests', 0)} req</td></tr>"
         )
         for failed in page.get("failed_requests", []):
@@ -289,9 +309,15 @@ def _pages(run: dict[str, Any]) -> str:
         problems.extend(
             f"<li>console: {html.escape(text)}</li>" for text in page.get("console_errors", [])
         )
+    heads = "".join(
+        f"<th{' class=wide' if wide else ''}>{MEASURES_BY_FIELD[field].label}</th>"
+        for field, wide in PAGE_COLUMNS
+    )
     table = (
-        '<h2>Pages</h2><div class="scroll"><table><tr><th>Page</th><th>TTFB</th><th>FCP</th>'
-        "<th>LCP</th><th class=wide>CLS</th><th class=wide>Load</th><th class=wide>Weight"
-        "</th></tr>" + "".join(rows) + "</table></div>"
+        '<h2>Pages</h2><div class="scroll"><table><tr><th>Page</th>'
+        + heads
+        + "<th class=wide>Weight</th></tr>"
+        + "".join(rows)
+        + "</table></div>"
     )
     return table + (f"<h2>Errors on the pages</h2><ul>{''.join(problems)}</ul>" if problems else "")

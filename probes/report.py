@@ -6,14 +6,17 @@ from collections.abc import Iterable
 
 from probes.config.durations import format_duration
 from probes.result import (
+    MEASURES_BY_FIELD,
     PHASES,
     BudgetCheck,
     Exchange,
+    Measure,
     PageResult,
     RunResult,
     Status,
     StepResult,
 )
+from probes.runners.budgets import UNIT_OF_BUDGET
 
 COLOURS = {"green": "32", "red": "31", "yellow": "33", "dim": "2", "bold": "1"}
 STATUS_STYLE = {
@@ -95,27 +98,32 @@ def _step_line(step: StepResult, width: int, style: Styler) -> str:
     return line
 
 
+# What a page's line shows, in order; labels, units and ratings come from the catalogue.
+SHOWN = ("ttfb_seconds", "fcp_seconds", "lcp_seconds", "load_seconds", "cls", "transfer_bytes")
+
+
 def _page_line(page: PageResult) -> str:
     parts = [page.url]
-    for label, name in (
-        ("TTFB", "ttfb_seconds"),
-        ("FCP", "fcp_seconds"),
-        ("LCP", "lcp_seconds"),
-        ("load", "load_seconds"),
-    ):
-        value = getattr(page, name)
+    for field in SHOWN:
+        value = getattr(page, field)
         if value is not None:
-            parts.append(f"{label} {format_duration(value)}" + _rating(page, name))
-    if page.cls is not None:
-        parts.append(f"CLS {page.cls:.3f}" + _rating(page, "cls"))
-    if page.transfer_bytes is not None:
-        parts.append(f"{page.transfer_bytes / 1024:.1f} KiB")
+            parts.append(_shown(MEASURES_BY_FIELD[field], value) + _rating(page, field))
     parts.append(f"{page.requests} req")
     if page.failed_requests:
         parts.append(f"{len(page.failed_requests)} failed")
     if page.js_exceptions:
         parts.append(f"{len(page.js_exceptions)} JS exceptions")
     return " · ".join(parts)
+
+
+def _shown(measure: Measure, value: float) -> str:
+    if measure.unit == "bytes":
+        return f"{value / 1024:.1f} KiB"
+    if measure.unit == "score":
+        return f"{measure.label} {value:.3f}"
+    if measure.unit == "count":
+        return f"{int(value)} {measure.label}"
+    return f"{measure.label} {format_duration(value)}"
 
 
 def _exchange_line(exchange: Exchange) -> str:
@@ -139,8 +147,9 @@ def _rating(page: PageResult, name: str) -> str:
 
 
 def _value(measure: str, value: float) -> str:
-    if measure in ("clicks", "requests", "transfer_bytes"):
+    unit = UNIT_OF_BUDGET.get(measure, "seconds")
+    if unit in ("count", "bytes"):
         return str(int(value))
-    if measure == "cls":
+    if unit == "score":
         return f"{value:.3f}"
     return format_duration(value)

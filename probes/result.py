@@ -107,13 +107,49 @@ class Rating(enum.StrEnum):
     POOR = "poor"
 
 
-# Google's thresholds (web.dev/articles/vitals): (good up to, poor above).
+@dataclass(frozen=True)
+class Measure:
+    """One measure of a page: where it lives, how it is shown, budgeted, exported, rated.
+
+    The one catalogue read by ratings, budgets, metrics, the CLI table and the run
+    page, so that adding a measure is one line here.
+    """
+
+    field: str  # the PageResult field
+    label: str  # how tables name it
+    unit: str  # seconds, bytes, count or score
+    metric: str  # the gauge the collector exports (last run, per step)
+    help: str
+    budget: str | None = None  # the budget's name in a config, when it has one
+    thresholds: tuple[float, float] | None = None  # Google's: (good up to, poor above)
+
+
+PAGE_MEASURES: tuple[Measure, ...] = (
+    # Google's thresholds: web.dev/articles/vitals.
+    Measure("ttfb_seconds", "TTFB", "seconds", "parcours_page_ttfb_seconds",
+            "Time to first byte of the page.", "ttfb", (0.8, 1.8)),
+    Measure("fcp_seconds", "FCP", "seconds", "parcours_page_fcp_seconds",
+            "First contentful paint.", "fcp", (1.8, 3.0)),
+    Measure("lcp_seconds", "LCP", "seconds", "parcours_page_lcp_seconds",
+            "Largest contentful paint.", "lcp", (2.5, 4.0)),
+    Measure("cls", "CLS", "score", "parcours_page_cls",
+            "Cumulative layout shift (largest session window).", "cls", (0.1, 0.25)),
+    Measure("inp_seconds", "INP", "seconds", "parcours_page_inp_seconds",
+            "Slowest interaction (INP) on the page.", "inp", (0.2, 0.5)),
+    Measure("dom_content_loaded_seconds", "DCL", "seconds",
+            "parcours_page_dom_content_loaded_seconds",
+            "DOMContentLoaded event end, from navigation start."),
+    Measure("load_seconds", "load", "seconds", "parcours_page_load_seconds",
+            "Load event end, from navigation start.", "page_load"),
+    Measure("transfer_bytes", "weight", "bytes", "parcours_page_transfer_bytes",
+            "Bytes transferred for the page.", "transfer_bytes"),
+    Measure("requests", "requests", "count", "parcours_page_requests",
+            "Requests the page made.", "requests"),
+)  # fmt: skip
+MEASURES_BY_FIELD = {m.field: m for m in PAGE_MEASURES}
+TIMINGS = tuple(m.field for m in PAGE_MEASURES if m.unit in ("seconds", "score"))
 VITAL_THRESHOLDS: dict[str, tuple[float, float]] = {
-    "ttfb_seconds": (0.8, 1.8),
-    "fcp_seconds": (1.8, 3.0),
-    "lcp_seconds": (2.5, 4.0),
-    "cls": (0.1, 0.25),
-    "inp_seconds": (0.2, 0.5),
+    m.field: m.thresholds for m in PAGE_MEASURES if m.thresholds is not None
 }
 
 
@@ -443,18 +479,7 @@ def _parse_step(data: object, where: str) -> StepResult:
 
 def _parse_page(data: object, where: str) -> PageResult:
     obj = _mapping(data, where)
-    optional = {
-        name: _opt_num(obj, name, where)
-        for name in (
-            "ttfb_seconds",
-            "fcp_seconds",
-            "lcp_seconds",
-            "cls",
-            "inp_seconds",
-            "dom_content_loaded_seconds",
-            "load_seconds",
-        )
-    }
+    optional = {name: _opt_num(obj, name, where) for name in TIMINGS}
     transfer = _opt_num(obj, "transfer_bytes", where)
     return PageResult(
         step=_name(obj, "step", where),

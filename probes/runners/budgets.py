@@ -5,18 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from probes.config.model import JourneyBudgets, Step, StepBudgets, Threshold
-from probes.result import BudgetCheck, PageResult, StepResult
+from probes.result import PAGE_MEASURES, BudgetCheck, PageResult, StepResult
 
-# Budget name -> the PageResult field it limits.
-PAGE_MEASURES = {
-    "page_load": "load_seconds",
-    "ttfb": "ttfb_seconds",
-    "fcp": "fcp_seconds",
-    "lcp": "lcp_seconds",
-    "inp": "inp_seconds",
-    "cls": "cls",
-    "transfer_bytes": "transfer_bytes",
-    "requests": "requests",
+# Budget name -> the PageResult field it limits, from the catalogue of measures.
+BUDGETED = {m.budget: m.field for m in PAGE_MEASURES if m.budget is not None}
+UNIT_OF_BUDGET = {
+    **{m.budget: m.unit for m in PAGE_MEASURES if m.budget is not None},
+    "duration": "seconds",
+    "journey_duration": "seconds",
+    "clicks": "count",
 }
 
 
@@ -53,7 +50,7 @@ def check_budgets(
         found.append(over("duration", limits.duration, result.duration_seconds, result.name))
     for page in pages:
         limits = _effective(budgets, own.get(page.step))
-        for name, attribute in PAGE_MEASURES.items():
+        for name, attribute in BUDGETED.items():
             value = getattr(page, attribute)
             found.append(over(name, getattr(limits, name), value, page.step))
     return [check for check in found if check is not None]
@@ -76,8 +73,9 @@ def describe(checks: Iterable[BudgetCheck]) -> str:
 
 
 def _fmt(measure: str, value: float) -> str:
-    if measure in ("clicks", "requests", "transfer_bytes"):
+    unit = UNIT_OF_BUDGET.get(measure, "seconds")
+    if unit in ("count", "bytes"):
         return str(int(value))
-    if measure == "cls":
+    if unit == "score":
         return f"{value:.3f}"
     return f"{value:.2f}s"

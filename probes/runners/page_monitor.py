@@ -30,7 +30,7 @@ from typing import Any
 from playwright.async_api import BrowserContext, CDPSession, ConsoleMessage, Error, Page
 
 from probes.conditions import Conditions
-from probes.result import FailedRequest, PageResult, rate
+from probes.result import TIMINGS, VITAL_THRESHOLDS, FailedRequest, PageResult, rate
 
 INIT_SCRIPT = (Path(__file__).with_name("vitals.js")).read_text(encoding="utf-8")
 BINDING = "__parcoursReport"
@@ -274,17 +274,7 @@ class PageMonitor:
         return [self._page_result(i, doc) for i, doc in enumerate(self.documents)]
 
     def _page_result(self, index: int, doc: DocumentRecord) -> PageResult:
-        values: dict[str, float | None] = dict.fromkeys(
-            (
-                "ttfb_seconds",
-                "fcp_seconds",
-                "lcp_seconds",
-                "cls",
-                "inp_seconds",
-                "dom_content_loaded_seconds",
-                "load_seconds",
-            ),
-        )
+        values: dict[str, float | None] = dict.fromkeys(TIMINGS)
         missing: dict[str, str] = {}
         if doc.origin is None or "load" not in doc.timing:
             reason = (
@@ -304,7 +294,7 @@ class PageMonitor:
             missing.update(_missing_reasons(values, doc.timing))
             missing = {k: v for k, v in missing.items() if values.get(k) is None}
         ratings = {}
-        for name in ("ttfb_seconds", "fcp_seconds", "lcp_seconds", "cls", "inp_seconds"):
+        for name in VITAL_THRESHOLDS:
             rating = rate(name, values[name])
             if rating is not None:
                 ratings[name] = rating.value
