@@ -13,6 +13,8 @@ import pytest
 
 from probes.demo_shop.server import RunningShop
 from tests.services import aget, parcours_run, prometheus, promql, wait_until
+from tests.test_http_checks import Api, serve
+from tests.tls_certs import make_cert
 
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARDS = sorted((ROOT / "grafana" / "dashboards").glob("*.json"))
@@ -32,7 +34,7 @@ BUILTIN_VARIABLES = {
 VARIABLE = re.compile(r"\$\{?(\w+)")
 # What Grafana would put in: the journeys this test runs, every location and device.
 FILLED = {
-    "journey": "(checkout|slow|broken)",
+    "journey": "(checkout|slow|broken|api)",
     "location": ".*",
     "device": ".*",
     "__rate_interval": "30s",
@@ -109,7 +111,7 @@ def test_the_provisioned_data_source_is_the_one_dashboards_default_to() -> None:
         assert var["current"]["value"] == "prometheus"
 
 
-def two_journeys(tmp_path: Path, shop: RunningShop) -> Path:
+def two_journeys(tmp_path: Path, shop: RunningShop, api_port: int, ca: Path) -> Path:
     path = tmp_path / "dashboards.yaml"
     path.write_text(
         f"""
@@ -140,6 +142,13 @@ journeys:
         goto: /product/trail-runner?hide_add_to_cart=1
       - name: add to cart
         click: {{test_id: add-to-cart}}
+  - name: api
+    kind: http
+    base_url: https://localhost:{api_port}
+    steps:
+      - name: health
+        request: {{url: /ok, tls: {{ca_bundle: {ca}}}}}
+        expect: [status == 200]
 """
     )
     return path
@@ -149,13 +158,20 @@ journeys:
 async def test_every_dashboard_query_runs_and_returns_data_on_real_prometheus(
     shop: RunningShop, tmp_path: Path
 ) -> None:
+    cert = make_cert(tmp_path / "tls", days_left=30)
+    api_runner, api_port = await serve(Api().app, cert)
     with (
-        parcours_run(two_journeys(tmp_path, shop), tmp_path / "data") as (_, collector),
+        parcours_run(two_journeys(tmp_path, shop, api_port, cert.ca), tmp_path / "data") as (
+            _,
+            collector,
+        ),
         prometheus(tmp_path, [collector.removeprefix("http://")], rule_files=[RULES]) as prom,
     ):
 
         async def enough_history() -> bool:
             runs = await promql(prom, "sum(increase(parcours_journey_runs_total[30s])) >= 4")
+            if not await promql(prom, "parcours_tls_cert_expiry_timestamp_seconds"):
+                return False
             failures = await promql(prom, "parcours_journey_failed_step")
             availability = await promql(prom, "parcours:journey_availability:ratio_1d")
             return bool(runs and failures and availability)
@@ -187,5 +203,6 @@ async def test_every_dashboard_query_runs_and_returns_data_on_real_prometheus(
                 if status != 200 or not json.loads(body)["data"]:
                     empty.append(f"{path.stem} variable {variable['name']}: {selector}")
 
+    await api_runner.cleanup()
     assert failing == []
     assert empty == [], "\n".join(empty)
