@@ -109,7 +109,8 @@ async def post_all(url: str, docs: list[dict[str, Any]], batch: int, parallel: i
 
 def start_collector(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
     process = subprocess.Popen(
-        collector_command(port, data_dir),
+        # 1,000 journeys x 3 devices from one agent name: over the default series limit.
+        collector_command(port, data_dir, "--max-series-per-agent", "10000"),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
