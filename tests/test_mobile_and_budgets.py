@@ -78,13 +78,16 @@ journeys:
 
 
 async def test_slow_3g_adds_at_least_its_latency_per_round_trip(run_journey: RunJourney) -> None:
-    fast = await run_journey(home_page("none"))
-    slow = await run_journey(home_page("3g-slow"))
+    fast_loads, slow_loads = [], []
+    for _ in range(3):  # interleaved; the least disturbed of each is compared (busy machines)
+        fast = await run_journey(home_page("none"))
+        slow = await run_journey(home_page("3g-slow"))
+        assert fast.pages[0].load_seconds is not None and slow.pages[0].load_seconds is not None
+        fast_loads.append(fast.pages[0].load_seconds)
+        slow_loads.append(slow.pages[0].load_seconds)
 
-    fast_load, slow_load = fast.pages[0].load_seconds, slow.pages[0].load_seconds
-    assert fast_load is not None and slow_load is not None
     # The document is one round trip; its images, CSS and JS at least one more.
-    assert slow_load - fast_load >= 2 * 0.400, (fast_load, slow_load)
+    assert min(slow_loads) - min(fast_loads) >= 2 * 0.400, (fast_loads, slow_loads)
     assert slow.pages[0].ttfb_seconds is not None and slow.pages[0].ttfb_seconds >= 0.400
     assert slow.conditions["network"] == "3g-slow"
 
@@ -131,7 +134,10 @@ async def test_a_fail_budget_exceeded_is_failed_with_budget_exceeded(
     assert result.status is Status.FAILED
     assert result.error_type is ErrorType.BUDGET_EXCEEDED
     assert [s.status for s in result.steps] == [Status.PASSED]  # every step worked; too slow
-    assert "page_load 1.5" in str(result.error_message)
+    # The shop waits 1.5 s; on a busy machine the page takes longer, never less.
+    shown = re.search(r"page_load (\d+\.\d+)s over fail budget 1\.00s", str(result.error_message))
+    assert shown is not None, result.error_message
+    assert float(shown.group(1)) >= 1.5
 
 
 async def test_custom_device_and_network_profiles(run_journey: RunJourney) -> None:
