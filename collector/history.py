@@ -41,6 +41,9 @@ CREATE TABLE IF NOT EXISTS runs (
     document TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS runs_series ON runs (journey, location, device, started_at DESC);
+-- Pruning keeps the newest runs per series and agent: this index spares it a full sort.
+CREATE INDEX IF NOT EXISTS runs_series_agent
+    ON runs (journey, location, device, agent, started_at DESC);
 """
 BATCH = 500
 PRUNE_EVERY = 2_000  # inserts between two prunes of the per-series limit

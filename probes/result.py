@@ -34,7 +34,7 @@ ACCEPTED_VERSIONS = (1, 2)
 NAME_MAX = 256  # journey, step, location, device, agent, kind: they become label values
 TEXT_MAX = 4096  # error messages, console lines
 URL_MAX = 4096
-MAX_DEPTH = 12  # nesting of a whole document; the contract itself needs 5
+MAX_DEPTH = 12  # nesting of the free-form conditions (a device profile needs 3)
 CONDITIONS_MAX_ENTRIES = 64
 LIST_MAX: dict[str, int] = {
     "steps": 500,
@@ -379,7 +379,6 @@ def from_dict(data: object) -> RunResult:
     """Parse and validate a result document received over the wire."""
     obj = _mapping(data, "$")
     _check_version(obj)
-    check_plain(obj)
     run_id = _run_id(obj)
     started, finished = _num(obj, "started_at", "$"), _num(obj, "finished_at", "$")
     if finished < started:
@@ -552,31 +551,6 @@ def _check_version(obj: Mapping[str, Any]) -> None:
         raise ResultFormatError(f"$.schema_version: expected {accepted}, got {version!r:.60}")
 
 
-def check_plain(data: object) -> None:
-    """Refuse what no typed reader would notice: deep nesting, text that is not UTF-8
-    (a lone surrogate would stop the history writer), and numbers that are not finite.
-
-    Iterative, so that hostile nesting cannot exhaust the stack.
-    """
-    stack: list[tuple[object, str, int]] = [(data, "$", 0)]
-    while stack:
-        value, where, depth = stack.pop()
-        if depth > MAX_DEPTH:
-            raise ResultFormatError(f"{where}: nested deeper than {MAX_DEPTH} levels")
-        if isinstance(value, str):
-            _encodable(value, where)
-        elif isinstance(value, float) and not math.isfinite(value):
-            raise ResultFormatError(f"{where}: expected a finite number, got {value}")
-        elif isinstance(value, Mapping):
-            for key, item in value.items():
-                if not isinstance(key, str):
-                    raise ResultFormatError(f"{where}: keys must be strings")
-                _encodable(key, f"{where} (a key)")
-                stack.append((item, f"{where}.{key[:40]}", depth + 1))
-        elif isinstance(value, list | tuple):
-            stack.extend((item, f"{where}[{i}]", depth + 1) for i, item in enumerate(value))
-
-
 def _encodable(text: str, where: str) -> None:
     if not text.isascii():
         try:
@@ -603,6 +577,7 @@ def _opt_str(obj: Mapping[str, Any], key: str, where: str) -> str | None:
     limit = TEXT_FIELDS.get(key, NAME_MAX)
     if len(value) > limit:
         raise ResultFormatError(f"{where}.{key}: longer than {limit} characters")
+    _encodable(value, f"{where}.{key}")
     return value
 
 
@@ -624,6 +599,7 @@ def _opt_name(obj: Mapping[str, Any], key: str, where: str, max_len: int = NAME_
         raise ResultFormatError(f"{where}.{key}: longer than {max_len} characters")
     if _CONTROL.search(value):
         raise ResultFormatError(f"{where}.{key}: control characters are not allowed in names")
+    _encodable(value, f"{where}.{key}")
     return value
 
 
@@ -644,6 +620,7 @@ def _text_item(data: object, where: str) -> str:
         raise ResultFormatError(f"{where}: expected a string")
     if len(data) > TEXT_MAX:
         raise ResultFormatError(f"{where}: longer than {TEXT_MAX} characters")
+    _encodable(data, where)
     return data
 
 
@@ -652,23 +629,32 @@ def _job_name(data: object, where: str) -> str:
         raise ResultFormatError(f"{where}: expected a journey@device name")
     if _CONTROL.search(data):
         raise ResultFormatError(f"{where}: control characters are not allowed in names")
+    _encodable(data, where)
     return data
 
 
 def _conditions(obj: Mapping[str, Any]) -> dict[str, Any]:
-    """Free-form but small: the network and device a run was measured under."""
+    """Free-form but small and shallow: the network and device a run was measured under."""
     raw = _mapping(obj.get("conditions", {}), "$.conditions")
     entries = 0
-    stack: list[Mapping[str, Any] | list[Any]] = [raw]
+    stack: list[tuple[Mapping[str, Any] | list[Any], int]] = [(raw, 1)]
     while stack:
-        value = stack.pop()
-        children = value.values() if isinstance(value, Mapping) else value
-        for item in children:
+        value, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise ResultFormatError(f"$.conditions: nested deeper than {MAX_DEPTH} levels")
+        pairs = value.items() if isinstance(value, Mapping) else enumerate(value)
+        for key, item in pairs:
             entries += 1
+            if isinstance(key, str):
+                _encodable(key, "$.conditions (a key)")
             if isinstance(item, Mapping | list):
-                stack.append(item)
-            elif isinstance(item, str) and len(item) > TEXT_MAX:
-                raise ResultFormatError(f"$.conditions: a value is longer than {TEXT_MAX}")
+                stack.append((item, depth + 1))
+            elif isinstance(item, str):
+                if len(item) > TEXT_MAX:
+                    raise ResultFormatError(f"$.conditions: a value is longer than {TEXT_MAX}")
+                _encodable(item, "$.conditions")
+            elif isinstance(item, float) and not math.isfinite(item):
+                raise ResultFormatError("$.conditions: expected finite numbers")
     if entries > CONDITIONS_MAX_ENTRIES:
         raise ResultFormatError(
             f"$.conditions: {entries} values, more than {CONDITIONS_MAX_ENTRIES}"
@@ -723,6 +709,9 @@ def _str_map(obj: Mapping[str, Any], key: str, where: str) -> dict[str, str]:
         for k, v in raw.items()
     ):
         raise ResultFormatError(f"{where}.{key}: expected a small object of strings")
+    for name, text in raw.items():
+        _encodable(name, f"{where}.{key} (a key)")
+        _encodable(text, f"{where}.{key}.{name[:40]}")
     return dict(raw)
 
 
@@ -776,7 +765,6 @@ def heartbeat_from_dict(data: object) -> AgentHeartbeat:
     """Parse and validate a heartbeat received over the wire."""
     obj = _mapping(data, "$")
     _check_version(obj)
-    check_plain(obj)
     reload_ok = obj.get("config_reload_successful")
     if not isinstance(reload_ok, bool):
         raise ResultFormatError("$.config_reload_successful: expected true or false")
@@ -815,6 +803,8 @@ def _lag_buckets(obj: Mapping[str, Any]) -> dict[str, int]:
             )
         if isinstance(count, bool) or not isinstance(count, int) or count < 0:
             raise ResultFormatError("$.lag_buckets: expected an object of integer counts >= 0")
+    for bound in buckets:
+        _encodable(bound, "$.lag_buckets (a key)")
     return dict(buckets)
 
 
