@@ -60,7 +60,7 @@ async def test_prometheus_scrapes_journey_health_and_sees_a_fault_within_two_int
             started = time.monotonic()
             await wait_until(
                 lambda: one_value(prom, 'parcours_journey_success{journey="checkout"}'),
-                INTERVAL + 15,
+                INTERVAL + 60,  # returns when met; Chromium's launch is slow on a busy machine
                 "a first successful run in Prometheus",
             )
             first_seen = time.monotonic() - started
@@ -126,7 +126,7 @@ async def test_sighup_reloads_and_sigterm_leaves_no_chromium_behind(
                 for line in body.splitlines()
             )
 
-        await wait_until(reload_failed, 10, "SIGHUP to reject the invalid config")
+        await wait_until(reload_failed, 30, "SIGHUP to reject the invalid config")
         assert await ran(), "the last good config must keep running"
 
         process.send_signal(signal.SIGTERM)
