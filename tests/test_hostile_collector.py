@@ -162,6 +162,26 @@ HOSTILE: dict[str, tuple[str, str, bytes, int, str]] = {
         429,
         f"limit of {SERIES_LIMIT}",
     ),
+    "a phase name forging a series through an API check's exchange": (
+        "/api/v1/results",
+        "application/json",
+        raw(
+            now_result("h11"),
+            exchanges=[{"step": "call", "url": "http://x/", "phases": {FORGED_SERIES: 1.0}}],
+        ),
+        400,
+        "unknown phase",
+    ),
+    "certificate days left as text": (
+        "/api/v1/results",
+        "application/json",
+        raw(
+            now_result("h12"),
+            exchanges=[{"step": "call", "url": "https://x/", "tls": {"days_left": "many"}}],
+        ),
+        400,
+        "days_left: expected a number",
+    ),
     "heartbeat with a lag bucket named abc": (
         "/api/v1/heartbeats",
         "application/json",
