@@ -29,7 +29,6 @@ class Kind:
     runner: str  # module with ``async def run_check(spec, context) -> RunOutcome``
     fans_out_over_devices: bool
     metric_families: tuple[str, ...]
-    summary: str
 
 
 KINDS: dict[str, Kind] = {
@@ -41,7 +40,6 @@ KINDS: dict[str, Kind] = {
             "probes.runners.journey",
             fans_out_over_devices=True,
             metric_families=("parcours_page_lcp_seconds", "parcours_journey_clicks"),
-            summary="a journey of steps in real Chromium, on each device profile",
         ),
         Kind(
             "http",
@@ -53,7 +51,6 @@ KINDS: dict[str, Kind] = {
                 "parcours_http_status_code",
                 "probe_http_status_code",
             ),
-            summary="one or more HTTP requests with assertions (an API behind an app)",
         ),
         Kind(
             "tcp",
@@ -61,8 +58,6 @@ KINDS: dict[str, Kind] = {
             "probes.runners.tcp",
             fans_out_over_devices=False,
             metric_families=("parcours_phase_seconds",),
-            summary="a TCP connection, optional TLS handshake and banner",
         ),
     )
 }
-KIND_NAMES = tuple(KINDS)

@@ -343,15 +343,6 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def fit(result: RunResult) -> RunResult:
-    """The result cut to the contract's limits: a run is reported, never refused for size.
-
-    Free text is cut with an ellipsis, lists keep their first entries; names come from a
-    validated config and are cut only as a last resort.
-    """
-    return from_dict(fit_document(to_dict(result)))
-
-
 def fit_document(document: dict[str, Any]) -> dict[str, Any]:
     """A result document (``to_dict``'s form) cut to the contract's limits."""
     fitted: dict[str, Any] = _fit(document, None)

@@ -88,14 +88,15 @@ async def run_check(
 
 
 def _failure(exc: Exception, spec: JourneySpec) -> StepFailure:
-    """Timeouts are timeouts; Playwright's errors are the browser's; anything else is ours."""
+    """A runner's own StepFailure says what it is; timeouts are timeouts; Playwright's
+    errors are the browser's; anything else is Parcours' own."""
+    if isinstance(exc, StepFailure):
+        return exc
     detail = first_line(str(exc))
     if isinstance(exc, TimeoutError):
         error_type = ErrorType.TIMEOUT
         detail = detail or f"no end within {spec.timeout + BACKSTOP_SECONDS:.0f}s"
-    elif type(exc).__module__.startswith("playwright") or (
-        spec.kind == "browser" and ("browser" in type(exc).__name__.lower())
-    ):
+    elif type(exc).__module__.startswith("playwright"):
         error_type = ErrorType.BROWSER_ERROR
     else:
         error_type = ErrorType.AGENT_ERROR

@@ -38,7 +38,6 @@ from probes.runners.outcome import (
 )
 from probes.runners.tls import Handshake, context_for, describe_chain, watch_handshakes
 
-KIND = "http"
 EXCERPT = 2048  # bytes of request and response kept as evidence of a failed step
 MAX_BODY = 10 * 1024 * 1024  # a response larger than this is read no further
 

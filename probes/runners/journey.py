@@ -51,7 +51,6 @@ from probes.runners.steps import Deadline, check, perform
 from probes.secrets import Masker
 
 log = structlog.get_logger(__name__)
-KIND = "browser"
 GRACE_SECONDS = 2.0
 INTERACTIVE = frozenset(
     {"click", "fill", "select", "press", "hover"}
@@ -82,7 +81,7 @@ async def run_check(spec: JourneySpec, context: RunContext) -> RunOutcome:
     request, masker, bound = context.request, context.masker, context.log
     browsers = context.browsers
     if browsers is None:
-        raise BrowserUnavailableError("no browser manager was given for a browser journey")
+        raise StepFailure(ErrorType.BROWSER_ERROR, "no browser manager was given to a journey")
     try:
         browser = await browsers.get()
         options, conditions = device_setup(spec, browsers, request.device)

@@ -81,25 +81,24 @@ def verdict(
     return Status.PASSED, None, None, None
 
 
-def finish(
+def finish_run(
+    spec: JourneySpec,
+    context: RunContext,
     *,
-    journey: str,
-    kind: str,
-    interval: float,
-    request: RunRequest,
     started: float,
     steps: Sequence[StepResult],
-    budgets: Sequence[BudgetCheck],
-    masker: Masker,
-    log: structlog.typing.FilteringBoundLogger | None = None,
+    budgets: Sequence[BudgetCheck] = (),
+    masker: Masker | None = None,
     **measures: Any,
 ) -> RunResult:
-    """The run's result: verdict, labels, the kind's own measures; masked and fitted."""
+    """The run's result: verdict, labels, the kind's own measures; masked (with ``masker``
+    when the run learnt secrets of its own) and cut to the contract's limits."""
     status, error_type, message, failed = verdict(steps, budgets)
+    request = context.request
     result = RunResult(
         run_id=request.run_id,
-        journey=journey,
-        kind=kind,
+        journey=spec.name,
+        kind=spec.kind,
         device=request.device,
         location=request.location,
         agent=request.agent,
@@ -114,43 +113,17 @@ def finish(
         error_message=message,
         failed_step=failed.name if failed else None,
         attempt=request.attempt,
-        interval_seconds=interval,
+        interval_seconds=spec.interval,
         run_url=run_url(request),
         **measures,
     )
-    if log is not None:
-        log.info(
-            "run_finished",
-            status=status.value,
-            error_type=error_type,
-            duration=round(result.duration_seconds, 3),
-        )
-    return masked_and_fitted(result, masker)
-
-
-def finish_run(
-    spec: JourneySpec,
-    context: RunContext,
-    *,
-    started: float,
-    steps: Sequence[StepResult],
-    budgets: Sequence[BudgetCheck] = (),
-    masker: Masker | None = None,
-    **measures: Any,
-) -> RunResult:
-    """``finish`` for a check run in a context (the masker may add run-time secrets)."""
-    return finish(
-        journey=spec.name,
-        kind=spec.kind,
-        interval=spec.interval,
-        request=context.request,
-        started=started,
-        steps=steps,
-        budgets=budgets,
-        masker=masker or context.masker,
-        log=context.log,
-        **measures,
+    context.log.info(
+        "run_finished",
+        status=status.value,
+        error_type=error_type,
+        duration=round(result.duration_seconds, 3),
     )
+    return masked_and_fitted(result, masker or context.masker)
 
 
 def run_url(request: RunRequest) -> str | None:

@@ -27,7 +27,6 @@ from probes.runners.outcome import (
 )
 from probes.runners.tls import context_for, describe_chain, watch_handshakes
 
-KIND = "tcp"
 STEP = "connect"
 
 
