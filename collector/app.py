@@ -131,27 +131,32 @@ def _no_constant(name: str) -> object:
 _REFUSED_STATUS: dict[int, type[web.HTTPException]] = {
     400: web.HTTPBadRequest,
     404: web.HTTPNotFound,
-    409: web.HTTPConflict,
-    413: web.HTTPRequestEntityTooLarge,
     415: web.HTTPUnsupportedMediaType,
     422: web.HTTPUnprocessableEntity,
     429: web.HTTPTooManyRequests,
 }
 
 
+def _refused(status: int, message: str, *, limit: int = 0, size: int = 0) -> web.HTTPException:
+    """The 4xx for anything the collector will not keep, its JSON body saying why."""
+    if status == 413:  # aiohttp wants the sizes for this one
+        return web.HTTPRequestEntityTooLarge(
+            max_size=limit,
+            actual_size=size,
+            text=json.dumps({"error": message}),
+            content_type="application/json",
+        )
+    return _error(_REFUSED_STATUS.get(status, web.HTTPBadRequest), message)
+
+
 def _refusal(exc: ResultFormatError) -> web.HTTPException:
-    """The 4xx for a document the collector will not keep, its body saying why."""
-    status = exc.status if isinstance(exc, Refused) else 400
-    if status == 413:
-        return _error(web.HTTPBadRequest, str(exc))  # 413 needs sizes aiohttp insists on
-    return _error(_REFUSED_STATUS.get(status, web.HTTPBadRequest), str(exc))
+    """The 4xx for a result or heartbeat the collector will not keep."""
+    return _refused(exc.status if isinstance(exc, Refused) else 400, str(exc))
 
 
 def _too_large(limit: int, size: int) -> web.HTTPException:
-    message = json.dumps({"error": f"body of {size} bytes is over the limit of {limit}"})
-    return web.HTTPRequestEntityTooLarge(
-        max_size=limit, actual_size=size, text=message, content_type="application/json"
-    )
+    message = f"body of {size} bytes is over the limit of {limit}"
+    return _refused(413, message, limit=limit, size=size)
 
 
 async def put_artifact(request: web.Request) -> web.Response:
@@ -168,19 +173,8 @@ async def put_artifact(request: web.Request) -> web.Response:
         log.warning(
             "artifact_refused", run_id=ascii(run_id)[:130], name=ascii(name)[:80], error=str(exc)
         )
-        if exc.status == 404:
-            raise _error(web.HTTPNotFound, str(exc)) from None
-        if exc.status == 413:
-            raise web.HTTPRequestEntityTooLarge(
-                max_size=store.limits.max_artifact_bytes,
-                actual_size=request.content_length or 0,
-                text=json.dumps({"error": str(exc)}),
-                content_type="application/json",
-            ) from None
-        kind: type[web.HTTPException] = (
-            web.HTTPUnsupportedMediaType if exc.status == 415 else web.HTTPBadRequest
-        )
-        raise _error(kind, str(exc)) from None
+        limit, size = store.limits.max_artifact_bytes, request.content_length or 0
+        raise _refused(exc.status, str(exc), limit=limit, size=size) from None
     return web.json_response({"stored": name}, status=201)
 
 

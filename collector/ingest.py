@@ -120,12 +120,10 @@ class Ingestor:
             try:
                 result = from_dict(document)
                 self._check_clock(result.started_at, result.finished_at, now=now)
-            except Refused as exc:
-                self._refuse("result", exc)
-                raise Refused(f"{where}{exc}", exc.status, exc.reason) from None
             except ResultFormatError as exc:
                 self._refuse("result", exc)
-                raise ResultFormatError(f"{where}{exc}") from None
+                exc.args = (f"{where}{exc}",)  # which document of a batch; status kept
+                raise
             results.append((result, cast(dict[str, Any], document)))
         try:
             self._check_series_limits([result for result, _ in results])
