@@ -202,7 +202,7 @@ def _load_all(
         for index, journey in enumerate(parsed.journeys):
             where = f"{name}:{doc.line_of(('journeys', index, 'name'))}"
             spec = _resolve(parsed, journey, where, profiles)
-            problem = _timeout_problem(name, doc, index, journey, spec)
+            problem = _timeout_problem(name, doc, index, parsed.defaults, journey, spec)
             if problem is None:
                 journeys.append(spec)
             else:
@@ -298,35 +298,36 @@ def _resolve(
     if not isinstance(journey, Journey):
         return _resolve_check(parsed.defaults, journey, where)
     defaults = parsed.defaults
-
-    def pick(own: Any, default: Any) -> Any:
-        return default if own is None else own
-
-    devices = pick(journey.devices, defaults.devices)
+    devices = _pick(journey.devices, defaults.devices)
     used_devices = {d: profiles.devices[d] for d in devices if d in profiles.devices}
-    used_networks = {pick(journey.network, defaults.network)} | {
+    used_networks = {_pick(journey.network, defaults.network)} | {
         p.network for p in used_devices.values()
     }
 
     return JourneySpec(
         name=journey.name,
         kind=journey.kind,
-        base_url=pick(journey.base_url, defaults.base_url),
-        interval=pick(journey.interval, defaults.interval),
-        timeout=pick(journey.timeout, pick(defaults.timeout, DEFAULT_TIMEOUT_SECONDS)),
-        step_timeout=pick(journey.step_timeout, defaults.step_timeout),
+        base_url=_pick(journey.base_url, defaults.base_url),
+        interval=_pick(journey.interval, defaults.interval),
+        timeout=_pick(journey.timeout, _pick(defaults.timeout, DEFAULT_TIMEOUT_SECONDS)),
+        step_timeout=_pick(journey.step_timeout, defaults.step_timeout),
         devices=tuple(devices),
-        retries=pick(journey.retries, defaults.retries),
-        fail_on_js_error=pick(journey.fail_on_js_error, defaults.fail_on_js_error),
+        retries=_pick(journey.retries, defaults.retries),
+        fail_on_js_error=_pick(journey.fail_on_js_error, defaults.fail_on_js_error),
         budgets=merged_budgets(defaults.budgets, journey.budgets),
         steps=tuple(journey.steps),
         source=where,
-        network=pick(journey.network, defaults.network),
-        cpu_slowdown=pick(journey.cpu_slowdown, defaults.cpu_slowdown),
+        network=_pick(journey.network, defaults.network),
+        cpu_slowdown=_pick(journey.cpu_slowdown, defaults.cpu_slowdown),
         device_profiles=used_devices,
         evidence=journey.evidence or defaults.evidence,
         network_profiles={k: v for k, v in profiles.networks.items() if k in used_networks},
     )
+
+
+def _pick(own: Any, default: Any) -> Any:
+    """A setting of the check if it has one, else the file's default."""
+    return default if own is None else own
 
 
 def _resolve_check(defaults: Defaults, check: Any, where: str) -> JourneySpec:
@@ -335,11 +336,11 @@ def _resolve_check(defaults: Defaults, check: Any, where: str) -> JourneySpec:
         name=check.name,
         kind=check.kind,
         base_url=getattr(check, "base_url", None) or defaults.base_url,
-        interval=check.interval if check.interval is not None else defaults.interval,
-        timeout=check.timeout or defaults.timeout or DEFAULT_TIMEOUT_SECONDS,
+        interval=_pick(check.interval, defaults.interval),
+        timeout=_pick(check.timeout, _pick(defaults.timeout, DEFAULT_TIMEOUT_SECONDS)),
         step_timeout=defaults.step_timeout,
         devices=(NO_DEVICE,),
-        retries=check.retries if check.retries is not None else defaults.retries,
+        retries=_pick(check.retries, defaults.retries),
         fail_on_js_error=False,
         budgets=JourneyBudgets(),
         steps=(),
@@ -348,11 +349,11 @@ def _resolve_check(defaults: Defaults, check: Any, where: str) -> JourneySpec:
     )
 
 
-def _timeout_problem(
-    name: str, doc: YamlDocument, index: int, journey: Any, spec: JourneySpec
+def _timeout_problem(  # noqa: PLR0917 - the place (file, doc, index) and the three layers
+    name: str, doc: YamlDocument, index: int, defaults: Defaults, journey: Any, spec: JourneySpec
 ) -> Problem | None:
     """A run's deadline set below its interval, so that runs never pile up behind each other."""
-    if journey.timeout is None and (doc.data.get("defaults") or {}).get("timeout") is None:
+    if journey.timeout is None and defaults.timeout is None:
         return None  # the 60 s default: a longer run skips the next one, and it is counted
     if spec.timeout < spec.interval:
         return None

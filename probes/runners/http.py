@@ -192,7 +192,7 @@ def _trace_config() -> aiohttp.TraceConfig:
     """Hooks that turn aiohttp's events into a timeline (passed per request)."""
     config = aiohttp.TraceConfig()
 
-    def on(event: str, then: Any) -> Any:
+    def on(then: Any) -> Any:
         async def hook(_: Any, context: SimpleNamespace, __: Any) -> None:
             then(context.trace_request_ctx)
 
@@ -221,14 +221,14 @@ def _trace_config() -> aiohttp.TraceConfig:
         timeline.add("processing", "headers_sent", "headers_received")
         timeline.marks["body_start"] = now
 
-    config.on_request_start.append(on("start", lambda t: t.mark("start")))
-    config.on_dns_resolvehost_start.append(on("dns", lambda t: t.mark("dns_start")))
-    config.on_dns_resolvehost_end.append(on("dns", Timeline.resolved))
-    config.on_connection_create_start.append(on("conn", lambda t: t.mark("connect_start")))
-    config.on_connection_create_end.append(on("conn", connected))
-    config.on_request_headers_sent.append(on("sent", lambda t: t.mark("headers_sent")))
-    config.on_request_end.append(on("end", response_started))
-    config.on_request_redirect.append(on("redirect", response_started))
+    config.on_request_start.append(on(lambda t: t.mark("start")))
+    config.on_dns_resolvehost_start.append(on(lambda t: t.mark("dns_start")))
+    config.on_dns_resolvehost_end.append(on(Timeline.resolved))
+    config.on_connection_create_start.append(on(lambda t: t.mark("connect_start")))
+    config.on_connection_create_end.append(on(connected))
+    config.on_request_headers_sent.append(on(lambda t: t.mark("headers_sent")))
+    config.on_request_end.append(on(response_started))
+    config.on_request_redirect.append(on(response_started))
     return config
 
 
@@ -266,9 +266,10 @@ async def _send(
                 last = timeline.handshakes[-1].ssl_object if timeline.handshakes else None
                 tls = describe_chain(last, time.time())
                 body = await response.content.read(MAX_BODY)
-                timeline.mark("end")
+                end = time.perf_counter()  # one moment ends both the transfer and the total
+                timeline.marks["end"] = end
                 timeline.add("transfer", "body_start", "end")
-                timeline.marks["end"] = time.perf_counter()
+                timeline.marks["end"] = end
                 return _Response(
                     status=response.status,
                     headers=dict(response.headers),
