@@ -25,7 +25,7 @@ from typing import Any
 import aiohttp
 
 from bench.common import summary, write
-from probes.result import PageResult, RunResult, Status, StepResult, to_dict
+from probes.result import BrowserSection, PageResult, RunResult, Status, StepResult, to_dict
 from tests.services import collector_command, free_port, http_get
 
 STEPS = ("home", "search", "product", "cart", "checkout")
@@ -70,10 +70,8 @@ def document(journey: int, device: str, run: int) -> dict[str, Any]:
         started_at=start,
         finished_at=start + 4.2,
         status=Status.PASSED,
-        clicks=3,
-        click_budget=3,
         steps=steps,
-        pages=pages,
+        browser=BrowserSection(clicks=3, click_budget=3, pages=pages),
     )
     return to_dict(replace(result))
 

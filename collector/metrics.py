@@ -65,14 +65,6 @@ JOURNEY_GAUGES: dict[str, tuple[Family, Callable[[RunResult], float]]] = {
         _gauge("parcours_journey_last_duration_seconds", "Wall time of the last run."),
         lambda r: r.duration_seconds,
     ),
-    "clicks": (
-        _gauge("parcours_journey_clicks", "Clicks the last run used."),
-        lambda r: float(r.clicks),
-    ),
-    "budget": (
-        _gauge("parcours_journey_click_budget", "The journey's click budget."),
-        lambda r: float(r.click_budget),
-    ),
     "last_run": (
         _gauge("parcours_journey_last_run_timestamp_seconds", "Start of the last run (Unix time)."),
         lambda r: r.started_at,
@@ -91,6 +83,8 @@ JOURNEY_GAUGES: dict[str, tuple[Family, Callable[[RunResult], float]]] = {
     ),
 }
 BUDGET = _gauge("parcours_budget_exceeded", "1 for each budget the last run exceeded.")
+CLICKS = _gauge("parcours_journey_clicks", "Clicks the last run used (browser journeys).")
+CLICK_BUDGET = _gauge("parcours_journey_click_budget", "The journey's click budget (browser).")
 FAILED_STEP = _gauge(
     "parcours_journey_failed_step",
     "1 on the step and error type that failed the last run (absent if it passed).",
@@ -142,6 +136,8 @@ DURATIONS = Family("parcours_journey_duration_seconds", "histogram", "Run wall t
 
 SERIES_FAMILIES: tuple[Family, ...] = (
     *(family for family, _ in JOURNEY_GAUGES.values()),
+    CLICKS,
+    CLICK_BUDGET,
     FAILED_STEP,
     CONSECUTIVE,
     INTERVAL,
@@ -285,7 +281,7 @@ def render_series(series: SeriesState) -> dict[str, str]:
             step_label = _extra(step=step.name)
             add(STEP_SUCCESS, "", step_label, 1.0 if step.status is Status.PASSED else 0.0)
             add(STEP_DURATION, "", step_label, step.duration_seconds)
-    _page_lines(result, add)
+    _browser_lines(result, add)
     add(KIND_INFO, "", _extra(kind=result.kind), 1.0)
     _exchange_lines(result, add)
     for status, count in sorted(series.runs.items()):
@@ -299,9 +295,15 @@ def render_series(series: SeriesState) -> dict[str, str]:
     return {name: "".join(text) for name, text in lines.items()}
 
 
-def _page_lines(result: RunResult, add: Callable[[Family, str, str, float], None]) -> None:
+def _browser_lines(result: RunResult, add: Callable[[Family, str, str, float], None]) -> None:
+    """What only browser journeys have: clicks against the budget, and each page's measures."""
+    browser = result.browser
+    if browser is None:
+        return
+    add(CLICKS, "", "", float(browser.clicks))
+    add(CLICK_BUDGET, "", "", float(browser.click_budget))
     seen: set[str] = set()
-    for page in reversed(result.pages):  # the last page a step loaded speaks for it
+    for page in reversed(browser.pages):  # the last page a step loaded speaks for it
         if page.step in seen:
             continue
         seen.add(page.step)

@@ -193,17 +193,25 @@ def run_page(run: dict[str, Any], artifacts: list[str], now: float) -> web.Respo
     if links:
         parts.append(f"<p>Evidence: {' · '.join(links)}</p>")
     parts.append(_waterfall(run, total))
-    if run.get("pages"):
-        parts.append(_pages(run))
+    browser = _browser_section(run)
+    if browser and browser.get("pages"):
+        parts.append(_pages(browser["pages"]))
     if run.get("exchanges"):
         parts.append(_exchanges(run))
     return layout(f"{run['journey']} run", "".join(parts))
 
 
+def _browser_section(run: dict[str, Any]) -> dict[str, Any] | None:
+    """Clicks and pages: a section since contract version 2, at the top in runs kept from 1."""
+    section: dict[str, Any] | None = run.get("browser")
+    return section if section is not None or "clicks" not in run else run
+
+
 def _clicks(run: dict[str, Any]) -> str:
-    if run.get("kind", "browser") != "browser":
+    browser = _browser_section(run)
+    if browser is None:
         return ""
-    return f" · clicks {run['clicks']}/{run['click_budget']}"
+    return f" · clicks {browser['clicks']}/{browser['click_budget']}"
 
 
 def _exchanges(run: dict[str, Any]) -> str:
@@ -287,9 +295,9 @@ def _measure_cell(page: dict[str, Any], field: str, wide: bool) -> str:
     return f"<td{' class=wide' if wide else ''}>{shown}</td>"
 
 
-def _pages(run: dict[str, Any]) -> str:
+def _pages(pages: list[dict[str, Any]]) -> str:
     rows, problems = [], []
-    for page in run.get("pages", []):
+    for page in pages:
         rows.append(
             f"<tr><td>{html.escape(page['step'])}<div class=muted><code>"
             f"{html.escape(page['url'][:120])}</code></div></td>"

@@ -63,6 +63,17 @@ def _parser() -> argparse.ArgumentParser:
     test.add_argument("--device", action="append", help="only this device (repeatable)")
     test.add_argument("--json", action="store_true", help="print the full result documents")
     test.add_argument(
+        "--repeat", type=_positive, default=1, metavar="N", help="run everything N times (flaky?)"
+    )
+    test.add_argument(
+        "--retries",
+        type=_at_least_zero,
+        default=0,
+        metavar="N",
+        help="retry a failed run up to N times, as the agent does with `retries:` (default 0: "
+        "see the failure at once)",
+    )
+    test.add_argument(
         "--artifacts",
         metavar="DIR",
         help="write screenshots, HTML and traces to DIR/RUN_ID/ (default: dropped)",
@@ -118,6 +129,23 @@ def _parser() -> argparse.ArgumentParser:
     shop.add_argument("--listen", default="127.0.0.1:8081", metavar="HOST:PORT")
     shop.set_defaults(handler=_cmd_demo_shop)
     return parser
+
+
+def _positive(text: str) -> int:
+    number = _at_least_zero(text)
+    if number == 0:
+        raise argparse.ArgumentTypeError("expected an integer >= 1")
+    return number
+
+
+def _at_least_zero(text: str) -> int:
+    try:
+        number = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r:.40}") from None
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {number}")
+    return number
 
 
 def _label(text: str) -> str:
@@ -262,22 +290,24 @@ def config_warnings(config: LoadedConfig) -> list[str]:
 
 
 def _cmd_test(args: argparse.Namespace) -> int:
-    code, results = _run(_test(args))
-    if results is None:
+    code, table = _run(_test(args))
+    if table is None:
         return code
+    results = table.results
     if args.json:
         print(json.dumps([to_dict(r) for r in results], indent=2))
     else:
         from probes.report import render
 
         print(render(results, colour=sys.stdout.isatty()), end="")
-    return EXIT_FAILED if any(r.status is Status.FAILED for r in results) else EXIT_OK
+    # A run whose retry passed is not a failure (the agent would not page either).
+    return EXIT_FAILED if any(r.status is Status.FAILED for r in table.finals) else EXIT_OK
 
 
-async def _test(args: argparse.Namespace) -> list[RunResult]:
+async def _test(args: argparse.Namespace) -> _TableReporter:
     from probes.browser import BrowserManager
     from probes.demo_shop.server import URL_VARIABLE, demo_journey_text, start_demo_shop
-    from probes.runners.dispatch import run_check
+    from probes.runners.dispatch import run_attempts
     from probes.runners.outcome import RunRequest
 
     shop = None
@@ -293,21 +323,40 @@ async def _test(args: argparse.Namespace) -> list[RunResult]:
     if args.journey and not journeys:
         names = ", ".join(j.name for j in config.journeys)
         raise ConfigError([_unknown("journey", args.journey, names)])
-    results = []
+    table = _TableReporter(args.artifacts)
     try:
         async with BrowserManager() as browsers:
-            for journey in journeys:
-                for device in journey.devices:
-                    if args.device and device not in args.device:
-                        continue
-                    request = RunRequest(device)
-                    outcome = await run_check(journey, request, config.masker, browsers)
-                    results.append(outcome.result)
-                    await _keep_artifacts(args.artifacts, outcome.result.run_id, outcome.blobs)
+            for _ in range(args.repeat):
+                for journey in journeys:
+                    for device in journey.devices:
+                        if args.device and device not in args.device:
+                            continue
+                        final = await run_attempts(
+                            journey,
+                            RunRequest(device),
+                            attempts=args.retries + 1,
+                            masker=config.masker,
+                            browsers=browsers,
+                            reporter=table,
+                        )
+                        table.finals.append(final)
     finally:
         if shop is not None:
             await shop.stop()
-    return results
+    return table
+
+
+class _TableReporter:
+    """``parcours test``'s reporter: keeps each result for the table, artifacts on disk."""
+
+    def __init__(self, folder: str | None) -> None:
+        self.folder = folder
+        self.results: list[RunResult] = []  # every attempt, for the table
+        self.finals: list[RunResult] = []  # each run's last attempt, for the exit code
+
+    async def submit(self, result: RunResult, blobs: Mapping[str, bytes]) -> None:
+        self.results.append(result)
+        await _keep_artifacts(self.folder, result.run_id, blobs)
 
 
 async def _keep_artifacts(folder: str | None, run_id: str, blobs: Mapping[str, bytes]) -> None:

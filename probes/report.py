@@ -56,13 +56,14 @@ def _run_block(run: RunResult, style: Styler) -> str:
         f"{style(symbol, colour)} {style(run.journey, 'bold')} · {run.kind} · {run.device} · "
         f"{style(run.status.value.upper(), colour)} in {format_duration(run.duration_seconds)}"
     )
-    if run.kind == "browser":
-        header += f" · clicks {run.clicks}/{run.click_budget}"
+    pages = run.browser.pages if run.browser else ()
+    if run.browser:
+        header += f" · clicks {run.browser.clicks}/{run.browser.click_budget}"
     lines = [header]
     width = max(len(step.name) for step in run.steps)
     for step in run.steps:
         lines.append(_step_line(step, width, style))
-        lines.extend(f"      {_page_line(page)}" for page in run.pages if page.step == step.name)
+        lines.extend(f"      {_page_line(page)}" for page in pages if page.step == step.name)
         for exchange in (e for e in run.exchanges if e.step == step.name):
             lines.append(f"      {_exchange_line(exchange)}")
             lines.extend(

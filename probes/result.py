@@ -22,6 +22,7 @@ import enum
 import functools
 import math
 import re
+import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -67,9 +68,269 @@ TEXT_FIELDS: dict[str, int] = {
 LEVELS = frozenset({"warn", "fail"})
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _MEASURE = re.compile(r"[a-z][a-z0-9_]{0,63}")
+_LEVEL = re.compile("warn|fail")
+_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
 
 _E = TypeVar("_E", bound=enum.StrEnum)
 _T = TypeVar("_T")
+
+
+class ResultFormatError(ValueError):
+    """A result document that does not follow the contract; says where and why."""
+
+
+# --- small typed readers: each names the JSON path of what it rejects -------
+
+
+def _mapping(data: object, where: str) -> Mapping[str, Any]:
+    if not isinstance(data, Mapping):
+        raise ResultFormatError(f"{where}: expected an object, got {type(data).__name__}")
+    return data
+
+
+def _check_version(obj: Mapping[str, Any]) -> None:
+    version = obj.get("schema_version")
+    if type(version) is not int or version not in ACCEPTED_VERSIONS:  # true and 1.0 are not 1
+        accepted = " or ".join(map(str, ACCEPTED_VERSIONS))
+        raise ResultFormatError(f"$.schema_version: expected {accepted}, got {version!r:.60}")
+
+
+def _encodable(text: str, where: str) -> None:
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ResultFormatError(
+                f"{where}: not valid Unicode text (a lone surrogate?)"
+            ) from None
+
+
+def _str(obj: Mapping[str, Any], key: str, where: str) -> str:
+    value = _opt_str(obj, key, where)
+    if not value:
+        raise ResultFormatError(f"{where}.{key}: expected a non-empty string, got {value!r:.60}")
+    return value
+
+
+def _opt_str(obj: Mapping[str, Any], key: str, where: str) -> str | None:
+    value = obj.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ResultFormatError(f"{where}.{key}: expected a string or null, got {value!r:.60}")
+    limit = TEXT_FIELDS.get(key, NAME_MAX)
+    if len(value) > limit:
+        raise ResultFormatError(f"{where}.{key}: longer than {limit} characters")
+    _encodable(value, f"{where}.{key}")
+    return value
+
+
+def _name(obj: Mapping[str, Any], key: str, where: str, max_len: int = NAME_MAX) -> str:
+    """A name that becomes a label value or a path: short, printable, no control characters."""
+    value = _opt_name(obj, key, where, max_len)
+    if not value:
+        raise ResultFormatError(f"{where}.{key}: expected a non-empty string, got {value!r:.60}")
+    return value
+
+
+def _opt_name(obj: Mapping[str, Any], key: str, where: str, max_len: int = NAME_MAX) -> str | None:
+    value = obj.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ResultFormatError(f"{where}.{key}: expected a string or null, got {value!r:.60}")
+    if len(value) > max_len:
+        raise ResultFormatError(f"{where}.{key}: longer than {max_len} characters")
+    if _CONTROL.search(value):
+        raise ResultFormatError(f"{where}.{key}: control characters are not allowed in names")
+    _encodable(value, f"{where}.{key}")
+    return value
+
+
+def _patterned(
+    pattern: re.Pattern[str], expected: str, obj: Mapping[str, Any], key: str, where: str
+) -> str:
+    value = obj.get(key)
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        raise ResultFormatError(f"{where}.{key}: expected {expected}, got {value!r:.60}")
+    return value
+
+
+def _text_item(data: object, where: str) -> str:
+    if not isinstance(data, str):
+        raise ResultFormatError(f"{where}: expected a string")
+    if len(data) > TEXT_MAX:
+        raise ResultFormatError(f"{where}: longer than {TEXT_MAX} characters")
+    _encodable(data, where)
+    return data
+
+
+def _job_name(data: object, where: str) -> str:
+    if not isinstance(data, str) or not data or len(data) > 2 * NAME_MAX:
+        raise ResultFormatError(f"{where}: expected a journey@device name")
+    if _CONTROL.search(data):
+        raise ResultFormatError(f"{where}: control characters are not allowed in names")
+    _encodable(data, where)
+    return data
+
+
+def _conditions(obj: Mapping[str, Any], key: str, where: str) -> dict[str, Any]:
+    """Free-form but small and shallow: the network and device a run was measured under."""
+    raw = _mapping(obj.get(key, {}), "$.conditions")
+    entries = 0
+    stack: list[tuple[Mapping[str, Any] | list[Any], int]] = [(raw, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise ResultFormatError(f"$.conditions: nested deeper than {MAX_DEPTH} levels")
+        pairs = value.items() if isinstance(value, Mapping) else enumerate(value)
+        for inner, item in pairs:
+            entries += 1
+            if isinstance(inner, str):
+                _encodable(inner, "$.conditions (a key)")
+            if isinstance(item, Mapping | list):
+                stack.append((item, depth + 1))
+            elif isinstance(item, str):
+                if len(item) > TEXT_MAX:
+                    raise ResultFormatError(f"$.conditions: a value is longer than {TEXT_MAX}")
+                _encodable(item, "$.conditions")
+            elif isinstance(item, float) and not math.isfinite(item):
+                raise ResultFormatError("$.conditions: expected finite numbers")
+    if entries > CONDITIONS_MAX_ENTRIES:
+        raise ResultFormatError(
+            f"$.conditions: {entries} values, more than {CONDITIONS_MAX_ENTRIES}"
+        )
+    return dict(raw)
+
+
+def _num(obj: Mapping[str, Any], key: str, where: str) -> float:
+    value = _opt_num(obj, key, where)
+    if value is None:
+        raise ResultFormatError(f"{where}.{key}: expected a number, got null or nothing")
+    return value
+
+
+def _opt_num(obj: Mapping[str, Any], key: str, where: str) -> float | None:
+    value = obj.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ResultFormatError(f"{where}.{key}: expected a finite number, got {value!r:.60}")
+    if value < 0:
+        raise ResultFormatError(f"{where}.{key}: expected a number >= 0, got {value}")
+    return float(value)
+
+
+def _int(obj: Mapping[str, Any], key: str, where: str) -> int:
+    value = obj.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ResultFormatError(f"{where}.{key}: expected an integer >= 0, got {value!r:.60}")
+    return value
+
+
+def _opt_int(obj: Mapping[str, Any], key: str, where: str) -> int | None:
+    return None if obj.get(key) is None else _int(obj, key, where)
+
+
+def _opt_signed(obj: Mapping[str, Any], key: str, where: str) -> float | None:
+    """A number that may be negative (days left on an expired certificate)."""
+    value = obj.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ResultFormatError(f"{where}.{key}: expected a finite number, got {value!r:.60}")
+    return float(value)
+
+
+def _bool(obj: Mapping[str, Any], key: str, where: str) -> bool:
+    value = obj.get(key)
+    if not isinstance(value, bool):
+        raise ResultFormatError(f"{where}.{key}: expected true or false, got {value!r:.60}")
+    return value
+
+
+def _opt_bool(obj: Mapping[str, Any], key: str, where: str) -> bool | None:
+    return None if obj.get(key) is None else _bool(obj, key, where)
+
+
+def _number_map(
+    keys: tuple[str, ...], key_is: str, obj: Mapping[str, Any], key: str, where: str
+) -> dict[str, float]:
+    """Named measures (an exchange's phases): only the names the contract knows."""
+    raw = _mapping(obj.get(key, {}), f"{where}.{key}")
+    for name in raw:
+        if name not in keys:
+            raise ResultFormatError(f"{where}.{key}: unknown {key_is} {name!r:.40}")
+    return {name: _num(raw, name, f"{where}.{key}") for name in raw}
+
+
+def _enum(obj: Mapping[str, Any], key: str, where: str, *, kind: type[_E]) -> _E:
+    value = obj.get(key)
+    try:
+        return kind(str(value))
+    except ValueError:
+        allowed = ", ".join(member.value for member in kind)
+        raise ResultFormatError(
+            f"{where}.{key}: expected one of {allowed}, got {value!r:.60}"
+        ) from None
+
+
+def _opt_enum(obj: Mapping[str, Any], key: str, where: str, *, kind: type[_E]) -> _E | None:
+    return None if obj.get(key) is None else _enum(obj, key, where, kind=kind)
+
+
+def _str_map(obj: Mapping[str, Any], key: str, where: str) -> dict[str, str]:
+    raw = _mapping(obj.get(key, {}), f"{where}.{key}")
+    if len(raw) > CONDITIONS_MAX_ENTRIES or not all(
+        isinstance(k, str) and isinstance(v, str) and len(k) <= NAME_MAX and len(v) <= TEXT_MAX
+        for k, v in raw.items()
+    ):
+        raise ResultFormatError(f"{where}.{key}: expected a small object of strings")
+    for name, text in raw.items():
+        _encodable(name, f"{where}.{key} (a key)")
+        _encodable(text, f"{where}.{key}.{name[:40]}")
+    return dict(raw)
+
+
+def _list(
+    obj: Mapping[str, Any], key: str, where: str, *, parse: Callable[[object, str], _T]
+) -> tuple[_T, ...]:
+    raw = obj.get(key, [])
+    if not isinstance(raw, list | tuple):
+        raise ResultFormatError(f"{where}.{key}: expected a list")
+    limit = LIST_MAX.get(key)
+    if limit is not None and len(raw) > limit:
+        raise ResultFormatError(f"{where}.{key}: {len(raw)} entries, more than {limit}")
+    return tuple(parse(item, f"{where}.{key}[{index}]") for index, item in enumerate(raw))
+
+
+MAX_BUCKETS = 64
+
+
+def _lag_buckets(obj: Mapping[str, Any], key: str, where: str) -> dict[str, int]:
+    """Histogram buckets: each key an upper bound (a number or +Inf), each value a count."""
+    buckets = _mapping(obj.get(key, {}), "$.lag_buckets")
+    if len(buckets) > MAX_BUCKETS:
+        raise ResultFormatError(f"$.lag_buckets: more than {MAX_BUCKETS} buckets")
+    for bound, count in buckets.items():
+        if not _is_bound(bound):
+            raise ResultFormatError(
+                f"$.lag_buckets: bucket bounds must be numbers or +Inf, got {bound!r:.40}"
+            )
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise ResultFormatError("$.lag_buckets: expected an object of integer counts >= 0")
+    for bound in buckets:
+        _encodable(bound, "$.lag_buckets (a key)")
+    return dict(buckets)
+
+
+def _is_bound(text: str) -> bool:
+    if text == "+Inf":
+        return True
+    try:
+        return math.isfinite(float(text)) and len(text) <= 32
+    except ValueError:
+        return False
 
 
 class ErrorType(enum.StrEnum):
@@ -202,8 +463,8 @@ class PageResult:
 class BudgetCheck:
     """One budget that was exceeded: which, where, its limit and the measure."""
 
-    measure: str
-    level: str
+    measure: str = field(metadata={"pattern": _MEASURE, "expected": "a measure name (a-z, 0-9, _)"})
+    level: str = field(metadata={"pattern": _LEVEL, "expected": "warn or fail"})
     limit: float
     value: float
     step: str | None = None
@@ -213,7 +474,7 @@ class BudgetCheck:
 class Artifact:
     """Evidence kept with a run; its bytes travel separately (``PUT .../artifacts/NAME``)."""
 
-    name: str
+    name: str = field(metadata={"max": 64})  # it becomes a file name in the store
     kind: str  # screenshot, html, trace
     content_type: str
     size: int
@@ -235,7 +496,7 @@ class TlsInfo:
     """The certificate a server presented; expiry as Unix time, days left from the run."""
 
     earliest_expiry: float | None
-    days_left: float | None
+    days_left: float | None = field(metadata={"signed": True})  # negative once expired
     version: str | None = None
     subject: str | None = None
     issuer: str | None = None
@@ -254,7 +515,9 @@ class Exchange:
     url: str
     method: str | None = None  # None for a TCP connection
     status: int | None = None
-    phases: Mapping[str, float] = field(default_factory=dict)
+    phases: Mapping[str, float] = field(
+        default_factory=dict, metadata={"keys": PHASES, "key_is": "phase"}
+    )
     response_bytes: int | None = None
     tls: TlsInfo | None = None
     assertions: tuple[AssertionResult, ...] = ()
@@ -277,10 +540,21 @@ class StepResult:
 
 
 @dataclass(frozen=True)
+class BrowserSection:
+    """What only a browser journey has: the clicks it took against its budget, its pages."""
+
+    clicks: int
+    click_budget: int
+    pages: tuple[PageResult, ...] = ()
+
+
+@dataclass(frozen=True)
 class RunResult:
     """One run of one journey on one device at one location."""
 
-    run_id: str
+    run_id: str = field(
+        metadata={"pattern": _RUN_ID, "expected": "1-128 letters, digits, '_' or '-'"}
+    )
     journey: str
     kind: str
     device: str
@@ -289,21 +563,19 @@ class RunResult:
     started_at: float
     finished_at: float
     status: Status
-    clicks: int
-    click_budget: int
     steps: tuple[StepResult, ...]
-    pages: tuple[PageResult, ...] = ()
     budgets: tuple[BudgetCheck, ...] = ()
     error_type: ErrorType | None = None
     error_message: str | None = None
     failed_step: str | None = None
     attempt: int = 1
-    conditions: Mapping[str, Any] = field(default_factory=dict)
+    conditions: Mapping[str, Any] = field(default_factory=dict, metadata={"read": _conditions})
     interval_seconds: float = 0.0  # the journey's schedule; 0 for one-off runs
     artifacts: tuple[Artifact, ...] = ()
     run_url: str | None = None  # the collector's page for this run
+    browser: BrowserSection | None = None  # browser journeys (version 2; top-level in 1)
     exchanges: tuple[Exchange, ...] = ()  # HTTP and TCP checks (version 2)
-    schema_version: int = SCHEMA_VERSION
+    schema_version: int = field(default=SCHEMA_VERSION, metadata={"skip": True})
 
     @property
     def duration_seconds(self) -> float:
@@ -362,360 +634,131 @@ def _fit(value: Any, key: str | None) -> Any:
     return value
 
 
-class ResultFormatError(ValueError):
-    """A result document that does not follow the contract; says where and why."""
-
-
 def from_dict(data: object) -> RunResult:
-    """Parse and validate a result document received over the wire."""
+    """Parse and validate a result document received over the wire (version 1 or 2)."""
     obj = _mapping(data, "$")
     _check_version(obj)
-    run_id = _run_id(obj)
-    started, finished = _num(obj, "started_at", "$"), _num(obj, "finished_at", "$")
-    if finished < started:
-        raise ResultFormatError(f"$.finished_at: {finished} is before started_at ({started})")
-    return RunResult(
-        run_id=run_id,
-        journey=_name(obj, "journey", "$"),
-        kind=_name(obj, "kind", "$"),
-        device=_name(obj, "device", "$"),
-        location=_name(obj, "location", "$"),
-        agent=_name(obj, "agent", "$"),
-        started_at=started,
-        finished_at=finished,
-        status=_enum(obj, "status", "$", Status),
-        clicks=_int(obj, "clicks", "$"),
-        click_budget=_int(obj, "click_budget", "$"),
-        steps=_list(obj, "steps", "$", _parse_step),
-        pages=_list(obj, "pages", "$", _parse_page),
-        budgets=_list(obj, "budgets", "$", _parse_budget),
-        error_type=_opt_enum(obj, "error_type", "$", ErrorType),
-        error_message=_opt_str(obj, "error_message", "$"),
-        failed_step=_opt_name(obj, "failed_step", "$"),
-        attempt=_int(obj, "attempt", "$"),
-        conditions=_conditions(obj),
-        interval_seconds=_opt_num(obj, "interval_seconds", "$") or 0.0,
-        artifacts=_list(obj, "artifacts", "$", _parse_artifact),
-        run_url=_opt_str(obj, "run_url", "$"),
-        exchanges=_list(obj, "exchanges", "$", _parse_exchange),
-    )
-
-
-def _parse_exchange(data: object, where: str) -> Exchange:
-    obj = _mapping(data, where)
-    status = _opt_num(obj, "status", where)
-    size = _opt_num(obj, "response_bytes", where)
-    phases = _mapping(obj.get("phases", {}), f"{where}.phases")
-    for phase in phases:
-        if phase not in PHASES:
-            raise ResultFormatError(f"{where}.phases: unknown phase {phase!r:.40}")
-        _num(phases, phase, f"{where}.phases")
-    tls = obj.get("tls")
-    return Exchange(
-        step=_name(obj, "step", where),
-        url=_str(obj, "url", where),
-        method=_opt_name(obj, "method", where),
-        status=None if status is None else int(status),
-        phases={k: float(v) for k, v in phases.items()},
-        response_bytes=None if size is None else int(size),
-        tls=None if tls is None else _parse_tls(tls, f"{where}.tls"),
-        assertions=_list(obj, "assertions", where, _parse_assertion),
-        request_excerpt=_opt_str(obj, "request_excerpt", where),
-        response_excerpt=_opt_str(obj, "response_excerpt", where),
-    )
-
-
-def _parse_tls(data: object, where: str) -> TlsInfo:
-    obj = _mapping(data, where)
-    days = obj.get("days_left")
-    if days is not None and (isinstance(days, bool) or not isinstance(days, int | float)):
-        raise ResultFormatError(f"{where}.days_left: expected a number (negative when expired)")
-    return TlsInfo(
-        earliest_expiry=_opt_num(obj, "earliest_expiry", where),
-        days_left=None if days is None else float(days),
-        version=_opt_name(obj, "version", where),
-        subject=_opt_str(obj, "subject", where),
-        issuer=_opt_str(obj, "issuer", where),
-        chain_length=_int(obj, "chain_length", where) if "chain_length" in obj else 0,
-    )
-
-
-def _parse_assertion(data: object, where: str) -> AssertionResult:
-    obj = _mapping(data, where)
-    passed = obj.get("passed")
-    if not isinstance(passed, bool):
-        raise ResultFormatError(f"{where}.passed: expected true or false")
-    return AssertionResult(
-        expression=_str(obj, "expression", where),
-        passed=passed,
-        message=_str(obj, "message", where),
-        actual=_opt_str(obj, "actual", where),
-    )
-
-
-def _parse_step(data: object, where: str) -> StepResult:
-    obj = _mapping(data, where)
-    return StepResult(
-        name=_name(obj, "name", where),
-        action=_name(obj, "action", where),
-        status=_enum(obj, "status", where, Status),
-        started_at=_num(obj, "started_at", where),
-        duration_seconds=_num(obj, "duration_seconds", where),
-        error_type=_opt_enum(obj, "error_type", where, ErrorType),
-        error_message=_opt_str(obj, "error_message", where),
-        interaction_seconds=_opt_num(obj, "interaction_seconds", where),
-    )
-
-
-def _parse_page(data: object, where: str) -> PageResult:
-    obj = _mapping(data, where)
-    optional = {name: _opt_num(obj, name, where) for name in TIMINGS}
-    transfer = _opt_num(obj, "transfer_bytes", where)
-    return PageResult(
-        step=_name(obj, "step", where),
-        url=_str(obj, "url", where),
-        transfer_bytes=None if transfer is None else int(transfer),
-        requests=_int(obj, "requests", where),
-        failed_requests=_list(obj, "failed_requests", where, _parse_failed_request),
-        console_errors=_list(obj, "console_errors", where, _text_item),
-        js_exceptions=_list(obj, "js_exceptions", where, _text_item),
-        ratings=_str_map(obj, "ratings", where),
-        missing=_str_map(obj, "missing", where),
-        **optional,
-    )
-
-
-def _parse_failed_request(data: object, where: str) -> FailedRequest:
-    obj = _mapping(data, where)
-    status = _opt_num(obj, "status", where)
-    return FailedRequest(
-        url=_str(obj, "url", where),
-        method=_name(obj, "method", where),
-        status=None if status is None else int(status),
-        error=_opt_str(obj, "error", where),
-        resource_type=_name(obj, "resource_type", where),
-    )
-
-
-def _parse_artifact(data: object, where: str) -> Artifact:
-    obj = _mapping(data, where)
-    return Artifact(
-        name=_name(obj, "name", where, max_len=64),
-        kind=_name(obj, "kind", where),
-        content_type=_name(obj, "content_type", where),
-        size=_int(obj, "size", where),
-        step=_opt_name(obj, "step", where),
-    )
-
-
-def _parse_budget(data: object, where: str) -> BudgetCheck:
-    obj = _mapping(data, where)
-    measure, level = obj.get("measure"), obj.get("level")
-    if not isinstance(measure, str) or not _MEASURE.fullmatch(measure):
+    result = _decode(RunResult, obj, "$")
+    if obj["schema_version"] == 1:  # clicks and pages were at the top, where errors name them
+        result = dataclasses.replace(result, browser=_decode(BrowserSection, obj, "$"))
+    if result.finished_at < result.started_at:
         raise ResultFormatError(
-            f"{where}.measure: expected a measure name (a-z, 0-9, _), got {measure!r:.60}"
+            f"$.finished_at: {result.finished_at} is before started_at ({result.started_at})"
         )
-    if level not in LEVELS:
-        raise ResultFormatError(f"{where}.level: expected warn or fail, got {level!r:.60}")
-    return BudgetCheck(
-        measure=measure,
-        level=str(level),
-        limit=_num(obj, "limit", where),
-        value=_num(obj, "value", where),
-        step=_opt_name(obj, "step", where),
-    )
+    return result
 
 
-# --- small typed readers: each names the JSON path of what it rejects -------
+def heartbeat_from_dict(data: object) -> AgentHeartbeat:
+    """Parse and validate a heartbeat received over the wire."""
+    obj = _mapping(data, "$")
+    _check_version(obj)
+    return _decode(AgentHeartbeat, obj, "$")
 
 
-def _mapping(data: object, where: str) -> Mapping[str, Any]:
-    if not isinstance(data, Mapping):
-        raise ResultFormatError(f"{where}: expected an object, got {type(data).__name__}")
-    return data
+# --- the decoder: each dataclass's own fields, types and metadata say what is valid ------
+#
+# A field's type picks its reader: str (a name: short, no control characters; or free text
+# when its name is in TEXT_FIELDS), int (>= 0), float (finite, >= 0 unless ``signed``),
+# bool, an enum, a nested contract dataclass, a tuple of them (at most LIST_MAX entries),
+# or a small map. Metadata refines it: ``pattern`` and ``expected`` (the form a string must
+# match whole), ``max`` (a shorter name), ``keys`` and ``key_is`` (the keys a map may have,
+# and what they are called in errors), ``item`` (how
+# to read each string of a tuple), ``read`` (a reader of its own), ``skip`` (not read).
+# A field with a default may be absent; one without may not, unless it is optional.
+
+_Reader = Callable[[Mapping[str, Any], str, str], Any]
 
 
-def _check_version(obj: Mapping[str, Any]) -> None:
-    version = obj.get("schema_version")
-    if type(version) is not int or version not in ACCEPTED_VERSIONS:  # true and 1.0 are not 1
-        accepted = " or ".join(map(str, ACCEPTED_VERSIONS))
-        raise ResultFormatError(f"$.schema_version: expected {accepted}, got {version!r:.60}")
+def _decode(cls: type[_T], data: object, where: str) -> _T:
+    obj = _mapping(data, where)
+    values = {}
+    for name, read, has_default in _plan(cls):  # type: ignore[arg-type]  # types hash
+        if has_default and name not in obj:
+            continue
+        values[name] = read(obj, name, where)
+    return cls(**values)
 
 
-def _encodable(text: str, where: str) -> None:
-    if not text.isascii():
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:
-            raise ResultFormatError(
-                f"{where}: not valid Unicode text (a lone surrogate?)"
-            ) from None
-
-
-def _str(obj: Mapping[str, Any], key: str, where: str) -> str:
-    value = _opt_str(obj, key, where)
-    if not value:
-        raise ResultFormatError(f"{where}.{key}: expected a non-empty string, got {value!r:.60}")
-    return value
-
-
-def _opt_str(obj: Mapping[str, Any], key: str, where: str) -> str | None:
-    value = obj.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise ResultFormatError(f"{where}.{key}: expected a string or null, got {value!r:.60}")
-    limit = TEXT_FIELDS.get(key, NAME_MAX)
-    if len(value) > limit:
-        raise ResultFormatError(f"{where}.{key}: longer than {limit} characters")
-    _encodable(value, f"{where}.{key}")
-    return value
-
-
-def _name(obj: Mapping[str, Any], key: str, where: str, max_len: int = NAME_MAX) -> str:
-    """A name that becomes a label value or a path: short, printable, no control characters."""
-    value = _opt_name(obj, key, where, max_len)
-    if not value:
-        raise ResultFormatError(f"{where}.{key}: expected a non-empty string, got {value!r:.60}")
-    return value
-
-
-def _opt_name(obj: Mapping[str, Any], key: str, where: str, max_len: int = NAME_MAX) -> str | None:
-    value = obj.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise ResultFormatError(f"{where}.{key}: expected a string or null, got {value!r:.60}")
-    if len(value) > max_len:
-        raise ResultFormatError(f"{where}.{key}: longer than {max_len} characters")
-    if _CONTROL.search(value):
-        raise ResultFormatError(f"{where}.{key}: control characters are not allowed in names")
-    _encodable(value, f"{where}.{key}")
-    return value
-
-
-def _run_id(obj: Mapping[str, Any]) -> str:
-    value = obj.get("run_id")
-    if not isinstance(value, str) or not _RUN_ID.fullmatch(value):
-        raise ResultFormatError(
-            f"$.run_id: expected 1-128 letters, digits, '_' or '-', got {value!r:.60}"
+@functools.cache
+def _plan(cls: type) -> tuple[tuple[str, _Reader, bool], ...]:
+    """How to read each field of ``cls``, worked out once per type from its annotations."""
+    hints = typing.get_type_hints(cls)
+    plan = []
+    for spec in dataclasses.fields(cls):
+        if spec.metadata.get("skip"):
+            continue
+        has_default = (
+            spec.default is not dataclasses.MISSING
+            or spec.default_factory is not dataclasses.MISSING
         )
-    return value
+        read = spec.metadata.get("read") or _reader(spec.name, hints[spec.name], spec.metadata)
+        plan.append((spec.name, read, has_default))
+    return tuple(plan)
 
 
-_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
+def _reader(name: str, hint: Any, meta: Mapping[str, Any]) -> _Reader:
+    args = typing.get_args(hint)
+    optional = type(None) in args
+    if optional:
+        (hint,) = (arg for arg in args if arg is not type(None))
+    pair = _scalar_readers(name, hint, meta) or _compound_readers(name, hint, meta)
+    return pair[0] if optional else pair[1]
 
 
-def _text_item(data: object, where: str) -> str:
-    if not isinstance(data, str):
-        raise ResultFormatError(f"{where}: expected a string")
-    if len(data) > TEXT_MAX:
-        raise ResultFormatError(f"{where}: longer than {TEXT_MAX} characters")
-    _encodable(data, where)
-    return data
+_ReaderPair = tuple[_Reader, _Reader]  # (when the field may be null, when it is required)
+_SCALARS: dict[Any, _ReaderPair] = {
+    bool: (_opt_bool, _bool),
+    int: (_opt_int, _int),
+    float: (_opt_num, _num),
+}
 
 
-def _job_name(data: object, where: str) -> str:
-    if not isinstance(data, str) or not data or len(data) > 2 * NAME_MAX:
-        raise ResultFormatError(f"{where}: expected a journey@device name")
-    if _CONTROL.search(data):
-        raise ResultFormatError(f"{where}: control characters are not allowed in names")
-    _encodable(data, where)
-    return data
-
-
-def _conditions(obj: Mapping[str, Any]) -> dict[str, Any]:
-    """Free-form but small and shallow: the network and device a run was measured under."""
-    raw = _mapping(obj.get("conditions", {}), "$.conditions")
-    entries = 0
-    stack: list[tuple[Mapping[str, Any] | list[Any], int]] = [(raw, 1)]
-    while stack:
-        value, depth = stack.pop()
-        if depth > MAX_DEPTH:
-            raise ResultFormatError(f"$.conditions: nested deeper than {MAX_DEPTH} levels")
-        pairs = value.items() if isinstance(value, Mapping) else enumerate(value)
-        for key, item in pairs:
-            entries += 1
-            if isinstance(key, str):
-                _encodable(key, "$.conditions (a key)")
-            if isinstance(item, Mapping | list):
-                stack.append((item, depth + 1))
-            elif isinstance(item, str):
-                if len(item) > TEXT_MAX:
-                    raise ResultFormatError(f"$.conditions: a value is longer than {TEXT_MAX}")
-                _encodable(item, "$.conditions")
-            elif isinstance(item, float) and not math.isfinite(item):
-                raise ResultFormatError("$.conditions: expected finite numbers")
-    if entries > CONDITIONS_MAX_ENTRIES:
-        raise ResultFormatError(
-            f"$.conditions: {entries} values, more than {CONDITIONS_MAX_ENTRIES}"
+def _scalar_readers(name: str, hint: Any, meta: Mapping[str, Any]) -> _ReaderPair | None:
+    if "pattern" in meta:
+        checked = functools.partial(_patterned, meta["pattern"], meta["expected"])
+        return (checked, checked)
+    if hint is str and name in TEXT_FIELDS:
+        return (_opt_str, _str)
+    if hint is str:
+        limit = meta.get("max", NAME_MAX)
+        return (
+            functools.partial(_opt_name, max_len=limit),
+            functools.partial(_name, max_len=limit),
         )
-    return dict(raw)
+    if hint is float and meta.get("signed"):
+        return (_opt_signed, _opt_signed)
+    if isinstance(hint, type) and issubclass(hint, enum.StrEnum):
+        return (functools.partial(_opt_enum, kind=hint), functools.partial(_enum, kind=hint))
+    return _SCALARS.get(hint)
 
 
-def _num(obj: Mapping[str, Any], key: str, where: str) -> float:
-    value = _opt_num(obj, key, where)
-    if value is None:
-        raise ResultFormatError(f"{where}.{key}: expected a number, got null or nothing")
-    return value
+def _compound_readers(name: str, hint: Any, meta: Mapping[str, Any]) -> _ReaderPair:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        return (functools.partial(_section, hint), functools.partial(_section, hint, required=True))
+    if origin is tuple:
+        item = args[0]
+        is_section = isinstance(item, type) and dataclasses.is_dataclass(item)
+        parse = _decode_as(item) if is_section else meta.get("item", _text_item)
+        return (functools.partial(_list, parse=parse),) * 2
+    if origin is Mapping and args == (str, str):
+        return (_str_map, _str_map)
+    if origin is Mapping and args == (str, float):
+        return (functools.partial(_number_map, meta["keys"], meta["key_is"]),) * 2
+    raise TypeError(f"no reader for field {name!r} of type {hint!r}: give it metadata 'read'")
 
 
-def _opt_num(obj: Mapping[str, Any], key: str, where: str) -> float | None:
+def _decode_as(cls: type) -> Callable[[object, str], Any]:
+    return lambda item, where: _decode(cls, item, where)
+
+
+def _section(
+    cls: type, obj: Mapping[str, Any], key: str, where: str, required: bool = False
+) -> Any:
     value = obj.get(key)
-    if value is None:
+    if value is None and not required:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ResultFormatError(f"{where}.{key}: expected a finite number, got {value!r:.60}")
-    if value < 0:
-        raise ResultFormatError(f"{where}.{key}: expected a number >= 0, got {value}")
-    return float(value)
-
-
-def _int(obj: Mapping[str, Any], key: str, where: str) -> int:
-    value = obj.get(key)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ResultFormatError(f"{where}.{key}: expected an integer >= 0, got {value!r:.60}")
-    return value
-
-
-def _enum(obj: Mapping[str, Any], key: str, where: str, kind: type[_E]) -> _E:
-    value = obj.get(key)
-    try:
-        return kind(str(value))
-    except ValueError:
-        allowed = ", ".join(member.value for member in kind)
-        raise ResultFormatError(
-            f"{where}.{key}: expected one of {allowed}, got {value!r:.60}"
-        ) from None
-
-
-def _opt_enum(obj: Mapping[str, Any], key: str, where: str, kind: type[_E]) -> _E | None:
-    return None if obj.get(key) is None else _enum(obj, key, where, kind)
-
-
-def _str_map(obj: Mapping[str, Any], key: str, where: str) -> dict[str, str]:
-    raw = _mapping(obj.get(key, {}), f"{where}.{key}")
-    if len(raw) > CONDITIONS_MAX_ENTRIES or not all(
-        isinstance(k, str) and isinstance(v, str) and len(k) <= NAME_MAX and len(v) <= TEXT_MAX
-        for k, v in raw.items()
-    ):
-        raise ResultFormatError(f"{where}.{key}: expected a small object of strings")
-    for name, text in raw.items():
-        _encodable(name, f"{where}.{key} (a key)")
-        _encodable(text, f"{where}.{key}.{name[:40]}")
-    return dict(raw)
-
-
-def _list(
-    obj: Mapping[str, Any], key: str, where: str, parse: Callable[[object, str], _T]
-) -> tuple[_T, ...]:
-    raw = obj.get(key, [])
-    if not isinstance(raw, list | tuple):
-        raise ResultFormatError(f"{where}.{key}: expected a list")
-    limit = LIST_MAX.get(key)
-    if limit is not None and len(raw) > limit:
-        raise ResultFormatError(f"{where}.{key}: {len(raw)} entries, more than {limit}")
-    return tuple(parse(item, f"{where}.{key}[{index}]") for index, item in enumerate(raw))
+    return _decode(cls, value, f"{where}.{key}")
 
 
 @dataclass(frozen=True)
@@ -731,7 +774,7 @@ class AgentHeartbeat:
     location: str
     started_at: float
     sent_at: float
-    jobs: tuple[str, ...]
+    jobs: tuple[str, ...] = field(metadata={"item": _job_name})
     running: int
     skipped_runs: int
     missed_runs: int
@@ -739,70 +782,14 @@ class AgentHeartbeat:
     results_dropped: int
     config_reload_successful: bool
     config_last_reload_success_at: float
-    lag_buckets: Mapping[str, int]
+    lag_buckets: Mapping[str, int] = field(metadata={"read": _lag_buckets})
     lag_sum: float
     lag_count: int
     artifacts_dropped: int = 0
-    schema_version: int = SCHEMA_VERSION
+    schema_version: int = field(default=SCHEMA_VERSION, metadata={"skip": True})
 
 
 def heartbeat_to_dict(heartbeat: AgentHeartbeat) -> dict[str, Any]:
     """Serialise a heartbeat to JSON-ready plain data."""
     data: dict[str, Any] = _plain(heartbeat)
     return data
-
-
-def heartbeat_from_dict(data: object) -> AgentHeartbeat:
-    """Parse and validate a heartbeat received over the wire."""
-    obj = _mapping(data, "$")
-    _check_version(obj)
-    reload_ok = obj.get("config_reload_successful")
-    if not isinstance(reload_ok, bool):
-        raise ResultFormatError("$.config_reload_successful: expected true or false")
-    return AgentHeartbeat(
-        agent=_name(obj, "agent", "$"),
-        location=_name(obj, "location", "$"),
-        started_at=_num(obj, "started_at", "$"),
-        sent_at=_num(obj, "sent_at", "$"),
-        jobs=_list(obj, "jobs", "$", _job_name),
-        running=_int(obj, "running", "$"),
-        skipped_runs=_int(obj, "skipped_runs", "$"),
-        missed_runs=_int(obj, "missed_runs", "$"),
-        chromium_restarts=_int(obj, "chromium_restarts", "$"),
-        results_dropped=_int(obj, "results_dropped", "$"),
-        config_reload_successful=reload_ok,
-        config_last_reload_success_at=_num(obj, "config_last_reload_success_at", "$"),
-        lag_buckets=_lag_buckets(obj),
-        lag_sum=_num(obj, "lag_sum", "$"),
-        lag_count=_int(obj, "lag_count", "$"),
-        artifacts_dropped=_int(obj, "artifacts_dropped", "$") if "artifacts_dropped" in obj else 0,
-    )
-
-
-MAX_BUCKETS = 64
-
-
-def _lag_buckets(obj: Mapping[str, Any]) -> dict[str, int]:
-    """Histogram buckets: each key an upper bound (a number or +Inf), each value a count."""
-    buckets = _mapping(obj.get("lag_buckets", {}), "$.lag_buckets")
-    if len(buckets) > MAX_BUCKETS:
-        raise ResultFormatError(f"$.lag_buckets: more than {MAX_BUCKETS} buckets")
-    for bound, count in buckets.items():
-        if not _is_bound(bound):
-            raise ResultFormatError(
-                f"$.lag_buckets: bucket bounds must be numbers or +Inf, got {bound!r:.40}"
-            )
-        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-            raise ResultFormatError("$.lag_buckets: expected an object of integer counts >= 0")
-    for bound in buckets:
-        _encodable(bound, "$.lag_buckets (a key)")
-    return dict(buckets)
-
-
-def _is_bound(text: str) -> bool:
-    if text == "+Inf":
-        return True
-    try:
-        return math.isfinite(float(text)) and len(text) <= 32
-    except ValueError:
-        return False

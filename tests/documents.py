@@ -7,6 +7,7 @@ from typing import Any
 
 from probes.result import (
     AgentHeartbeat,
+    BrowserSection,
     ErrorType,
     PageResult,
     RunResult,
@@ -27,27 +28,29 @@ def result(run_id: str = "r1", **changes: Any) -> RunResult:
         started_at=1000.0,
         finished_at=1002.5,
         status=Status.PASSED,
-        clicks=3,
-        click_budget=3,
         interval_seconds=60.0,
         steps=(
             StepResult("home", "goto", Status.PASSED, 1000.0, 0.8),
             StepResult("buy", "click", Status.PASSED, 1000.8, 1.7),
         ),
-        pages=(
-            PageResult(
-                "home",
-                "http://shop/",
-                ttfb_seconds=0.1,
-                fcp_seconds=0.4,
-                lcp_seconds=1.2,
-                cls=0.01,
-                load_seconds=0.9,
-                transfer_bytes=5000,
-                inp_seconds=0.05,
-                dom_content_loaded_seconds=0.5,
-                requests=7,
-                ratings={"lcp_seconds": "good"},
+        browser=BrowserSection(
+            clicks=3,
+            click_budget=3,
+            pages=(
+                PageResult(
+                    "home",
+                    "http://shop/",
+                    ttfb_seconds=0.1,
+                    fcp_seconds=0.4,
+                    lcp_seconds=1.2,
+                    cls=0.01,
+                    load_seconds=0.9,
+                    transfer_bytes=5000,
+                    inp_seconds=0.05,
+                    dom_content_loaded_seconds=0.5,
+                    requests=7,
+                    ratings={"lcp_seconds": "good"},
+                ),
             ),
         ),
     )
@@ -120,9 +123,7 @@ def exchange_result(run_id: str, kind: str, **changes: Any) -> RunResult:
         journey=f"{kind}-check",
         kind=kind,
         device="none",
-        clicks=0,
-        click_budget=0,
-        pages=(),
+        browser=None,
         steps=(
             StepResult(step, "GET" if kind == "http" else "connect", Status.PASSED, 1000.0, 0.07),
         ),

@@ -45,7 +45,7 @@ def test_json_output_is_the_full_result_document() -> None:
     (document,) = json.loads(done.stdout)
     assert document["device"] == "mobile"
     assert document["schema_version"] == 2
-    assert len(document["pages"]) == 4
+    assert len(document["browser"]["pages"]) == 4
 
 
 async def test_a_failing_journey_exits_non_zero_and_names_step_and_error(
@@ -131,3 +131,67 @@ async def test_the_shipped_example_runs_green_against_the_demo_shop(shop: Runnin
     assert "✓ checkout-with-voucher · browser · desktop · PASSED" in done.stdout
     assert "✓ checkout-with-voucher · browser · kiosk · PASSED" in done.stdout
     assert "WELCOME10-secret" not in done.stdout + done.stderr
+
+
+async def test_a_retry_that_passes_is_shown_beside_the_failure_it_followed(tmp_path: Path) -> None:
+    from aiohttp import web
+
+    from tests.test_http_checks import serve
+
+    answered: list[int] = []
+
+    async def flaky(_: web.Request) -> web.Response:  # every other answer is a 500
+        answered.append(500 if len(answered) % 2 == 0 else 200)
+        return web.Response(status=answered[-1])
+
+    app = web.Application()
+    app.router.add_get("/health", flaky)
+    runner, port = await serve(app)
+    config = tmp_path / "api.yaml"
+    config.write_text(
+        f"""
+journeys:
+  - name: health
+    kind: http
+    base_url: http://127.0.0.1:{port}
+    steps:
+      - name: ping
+        request: {{url: /health}}
+        expect: ["status == 200"]
+"""
+    )
+    try:
+        with_retry = await _in_thread(parcours, "test", str(config), "--json", "--retries", "1")
+        once = await _in_thread(parcours, "test", str(config), "--json")
+    finally:
+        await runner.cleanup()
+
+    assert once.returncode == 1, "the first answer was a 500: once is a failure"
+    assert [d["status"] for d in json.loads(once.stdout)] == ["failed"]
+    runs = json.loads(with_retry.stdout)
+    assert [(d["attempt"], d["status"]) for d in runs] == [(1, "failed"), (2, "passed")]
+    assert with_retry.returncode == 0, "the retry passed: the agent would not page either"
+    assert answered == [500, 200, 500]
+
+
+def test_repeat_runs_everything_n_times_each_with_its_own_retries(tmp_path: Path) -> None:
+    config = tmp_path / "down.yaml"
+    config.write_text(
+        """
+journeys:
+  - name: down
+    kind: tcp
+    host: 127.0.0.1
+    port: 9
+"""
+    )
+
+    done = parcours("test", str(config), "--json", "--repeat", "2", "--retries", "1")
+
+    runs = json.loads(done.stdout)
+    assert done.returncode == 1
+    assert [(d["attempt"], d["error_type"]) for d in runs] == [
+        (1, "connection_error"),
+        (2, "connection_error"),
+    ] * 2
+    assert len({d["run_id"] for d in runs}) == 4

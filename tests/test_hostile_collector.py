@@ -180,7 +180,7 @@ HOSTILE: dict[str, tuple[str, str, bytes, int, str]] = {
             exchanges=[{"step": "call", "url": "https://x/", "tls": {"days_left": "many"}}],
         ),
         400,
-        "days_left: expected a number",
+        "days_left: expected a finite number",
     ),
     "heartbeat with a lag bucket named abc": (
         "/api/v1/heartbeats",

@@ -23,7 +23,7 @@ def step(result: RunResult, name: str) -> Any:
 
 
 def page_of(result: RunResult, step_name: str) -> PageResult:
-    return next(p for p in result.pages if p.step == step_name)
+    return next(p for p in result.browser.pages if p.step == step_name)
 
 
 async def test_healthy_checkout_passes_in_three_clicks_with_every_measure(
@@ -32,10 +32,10 @@ async def test_healthy_checkout_passes_in_three_clicks_with_every_measure(
     result = await run_journey(demo_journey())
 
     assert result.status is Status.PASSED, result.error_message
-    assert (result.clicks, result.click_budget) == (3, 3)
+    assert (result.browser.clicks, result.browser.click_budget) == (3, 3)
     assert [s.status for s in result.steps] == [Status.PASSED] * 4
-    assert [p.step for p in result.pages] == [s.name for s in result.steps]
-    for page in result.pages:
+    assert [p.step for p in result.browser.pages] == [s.name for s in result.steps]
+    for page in result.browser.pages:
         for measure in (
             "ttfb_seconds",
             "fcp_seconds",
@@ -223,7 +223,7 @@ async def test_secret_from_environment_never_appears_in_the_result(
     document = json.dumps(to_dict(result))
     assert secret not in document
     assert "***" in str(result.error_message)
-    assert "voucher=***" in result.pages[0].url
+    assert "voucher=***" in result.browser.pages[0].url
 
 
 async def test_four_click_journey_is_flagged_against_the_default_budget(
@@ -250,7 +250,7 @@ async def test_four_click_journey_is_flagged_against_the_default_budget(
         """
     )
 
-    assert result.clicks == 4
+    assert result.browser.clicks == 4
     assert result.status is Status.DEGRADED
     (clicks,) = [b for b in result.budgets if b.measure == "clicks"]
     assert (clicks.level, clicks.limit, clicks.value) == ("warn", 3, 4)

@@ -82,13 +82,19 @@ async def test_slow_3g_adds_at_least_its_latency_per_round_trip(run_journey: Run
     for _ in range(3):  # interleaved; the least disturbed of each is compared (busy machines)
         fast = await run_journey(home_page("none"))
         slow = await run_journey(home_page("3g-slow"))
-        assert fast.pages[0].load_seconds is not None and slow.pages[0].load_seconds is not None
-        fast_loads.append(fast.pages[0].load_seconds)
-        slow_loads.append(slow.pages[0].load_seconds)
+        assert (
+            fast.browser.pages[0].load_seconds is not None
+            and slow.browser.pages[0].load_seconds is not None
+        )
+        fast_loads.append(fast.browser.pages[0].load_seconds)
+        slow_loads.append(slow.browser.pages[0].load_seconds)
 
     # The document is one round trip; its images, CSS and JS at least one more.
     assert min(slow_loads) - min(fast_loads) >= 2 * 0.400, (fast_loads, slow_loads)
-    assert slow.pages[0].ttfb_seconds is not None and slow.pages[0].ttfb_seconds >= 0.400
+    assert (
+        slow.browser.pages[0].ttfb_seconds is not None
+        and slow.browser.pages[0].ttfb_seconds >= 0.400
+    )
     assert slow.conditions["network"] == "3g-slow"
 
 
@@ -170,7 +176,10 @@ journeys:
     assert result.conditions["network"] == "hotel-wifi"
     assert result.conditions["latency_ms"] == 250.0
     assert result.conditions["cpu_slowdown"] == 1.0
-    assert result.pages[0].ttfb_seconds is not None and result.pages[0].ttfb_seconds >= 0.25
+    assert (
+        result.browser.pages[0].ttfb_seconds is not None
+        and result.browser.pages[0].ttfb_seconds >= 0.25
+    )
 
 
 def test_unknown_network_and_clashing_profile_names_are_config_errors() -> None:

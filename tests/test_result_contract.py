@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+import probes.result as result_module
 from probes.result import (
     SCHEMA_VERSION,
+    BrowserSection,
     BudgetCheck,
     ErrorType,
     FailedRequest,
@@ -40,8 +44,6 @@ def sample() -> RunResult:
         started_at=100.0,
         finished_at=101.5,
         status=Status.FAILED,
-        clicks=2,
-        click_budget=3,
         steps=(
             StepResult("home", "goto", Status.PASSED, 100.0, 0.4),
             StepResult(
@@ -55,18 +57,24 @@ def sample() -> RunResult:
                 0.05,
             ),
         ),
-        pages=(
-            PageResult(
-                "home",
-                "http://shop/",
-                ttfb_seconds=0.1,
-                lcp_seconds=1.2,
-                cls=0.0,
-                transfer_bytes=1200,
-                requests=4,
-                failed_requests=(FailedRequest("http://shop/x.png", "GET", 404, None, "Image"),),
-                ratings={"lcp_seconds": "good"},
-                missing={"inp_seconds": "none"},
+        browser=BrowserSection(
+            clicks=2,
+            click_budget=3,
+            pages=(
+                PageResult(
+                    "home",
+                    "http://shop/",
+                    ttfb_seconds=0.1,
+                    lcp_seconds=1.2,
+                    cls=0.0,
+                    transfer_bytes=1200,
+                    requests=4,
+                    failed_requests=(
+                        FailedRequest("http://shop/x.png", "GET", 404, None, "Image"),
+                    ),
+                    ratings={"lcp_seconds": "good"},
+                    missing={"inp_seconds": "none"},
+                ),
             ),
         ),
         budgets=(BudgetCheck("page_load", "warn", 3.0, 3.4, "home"),),
@@ -97,8 +105,8 @@ def test_a_result_survives_the_wire_unchanged() -> None:
             "$.steps[1].duration_seconds: expected a finite number",
         ),
         (
-            lambda d: d["pages"][0].update(lcp_seconds=-1),
-            "$.pages[0].lcp_seconds: expected a number >= 0",
+            lambda d: d["browser"]["pages"][0].update(lcp_seconds=-1),
+            "$.browser.pages[0].lcp_seconds: expected a number >= 0",
         ),
         (
             lambda d: d["steps"][1].update(error_type="oops"),
@@ -106,7 +114,10 @@ def test_a_result_survives_the_wire_unchanged() -> None:
         ),
         (lambda d: d.update(run_id="x" * 500), "$.run_id: expected 1-128 letters, digits"),
         (lambda d: d.update(steps={}), "$.steps: expected a list"),
-        (lambda d: d.update(clicks=True), "$.clicks: expected an integer >= 0"),
+        (
+            lambda d: d["browser"].update(clicks=True),
+            "$.browser.clicks: expected an integer >= 0",
+        ),
     ],
 )
 def test_a_bad_document_is_refused_with_its_json_path(change: Any, message: str) -> None:
@@ -117,6 +128,70 @@ def test_a_bad_document_is_refused_with_its_json_path(change: Any, message: str)
         from_dict(data)
 
     assert str(caught.value).startswith(message)
+
+
+# What an agent of the previous release sends: clicks and pages at the top, no sections.
+VERSION_1_DOCUMENT: dict[str, Any] = {
+    "schema_version": 1,
+    "run_id": "old-agent-1",
+    "journey": "checkout",
+    "kind": "browser",
+    "device": "mobile",
+    "location": "paris",
+    "agent": "edge-old",
+    "started_at": 100.0,
+    "finished_at": 102.0,
+    "duration_seconds": 2.0,
+    "status": "passed",
+    "clicks": 3,
+    "click_budget": 3,
+    "attempt": 1,
+    "steps": [
+        {"name": "home", "action": "goto", "status": "passed", "started_at": 100.0,
+         "duration_seconds": 0.5, "error_type": None, "error_message": None},
+    ],
+    "pages": [{"step": "home", "url": "http://shop/", "lcp_seconds": 1.1, "requests": 3}],
+    "budgets": [],
+    "error_type": None,
+    "error_message": None,
+    "failed_step": None,
+    "conditions": {},
+}  # fmt: skip
+
+
+def test_a_version_1_document_from_an_older_agent_is_read_into_the_browser_section() -> None:
+    received = from_dict(json.loads(json.dumps(VERSION_1_DOCUMENT)))
+
+    assert received.browser is not None
+    assert (received.browser.clicks, received.browser.click_budget) == (3, 3)
+    assert [(p.step, p.lcp_seconds) for p in received.browser.pages] == [("home", 1.1)]
+    assert received.exchanges == ()
+
+
+def test_a_version_1_document_without_its_clicks_is_refused_where_it_put_them() -> None:
+    document = {k: v for k, v in VERSION_1_DOCUMENT.items() if k != "clicks"}
+
+    with pytest.raises(ResultFormatError, match=r"^\$\.clicks: expected an integer >= 0"):
+        from_dict(document)
+
+
+def test_a_check_that_is_not_a_browser_journey_carries_no_browser_section() -> None:
+    data = to_dict(replace(sample(), kind="http", device="none", browser=None))
+
+    assert data["browser"] is None
+    assert from_dict(json.loads(json.dumps(data))).browser is None
+
+
+def test_the_decoder_knows_how_to_read_every_field_of_every_contract_type() -> None:
+    contract_types = [
+        value
+        for value in vars(result_module).values()
+        if dataclasses.is_dataclass(value) and value.__module__ == result_module.__name__
+    ]
+
+    assert len(contract_types) >= 10
+    for cls in contract_types:  # a field of a type it cannot read fails here, not in production
+        assert result_module._plan(cls), cls
 
 
 def test_a_document_that_is_not_an_object_is_refused() -> None:

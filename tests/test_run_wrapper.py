@@ -85,8 +85,8 @@ journeys:
 
     assert (result.status, result.error_type) == (Status.FAILED, ErrorType.HTTP_ERROR)
     assert len(result.error_message or "") <= TEXT_MAX
-    assert all(len(page.url) <= URL_MAX for page in result.pages)
-    failed = [r for page in result.pages for r in page.failed_requests]
+    assert all(len(page.url) <= URL_MAX for page in result.browser.pages)
+    failed = [r for page in result.browser.pages for r in page.failed_requests]
     assert failed and all(len(r.url) <= URL_MAX for r in failed)
     assert from_dict(json.loads(json.dumps(to_dict(result)))) == result  # valid on the wire
 

@@ -10,7 +10,7 @@ from aiohttp import web
 from collector.app import ARTIFACTS, STATE, CollectorSettings, create_app
 from probes.agent.shipper import HttpShipper
 from probes.agent.stats import AgentStats
-from probes.result import Artifact, RunResult, Status, StepResult
+from probes.result import Artifact, BrowserSection, RunResult, Status, StepResult
 from tests.services import free_port, wait_until
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 100
@@ -27,8 +27,7 @@ def result(run_id: str) -> RunResult:
         started_at=1000.0,
         finished_at=1001.0,
         status=Status.FAILED,
-        clicks=1,
-        click_budget=3,
+        browser=BrowserSection(clicks=1, click_budget=3),
         steps=(StepResult("buy", "click", Status.FAILED, 1000.0, 1.0),),
         artifacts=(Artifact("step-01.png", "screenshot", "image/png", len(PNG), "buy"),),
     )

@@ -20,7 +20,6 @@ import os
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -38,7 +37,7 @@ from probes.config.loader import config_files
 from probes.config.spec import JourneySpec
 from probes.logs import SecretScrubber
 from probes.result import AgentHeartbeat
-from probes.runners.dispatch import run_check
+from probes.runners.dispatch import run_attempts
 from probes.runners.outcome import RunRequest
 
 log = structlog.get_logger(__name__)
@@ -168,23 +167,20 @@ class Agent:
     async def _run_attempts(self, spec: JourneySpec, device: str) -> None:
         masker = self._config.masker if self._config else None
         assert masker is not None
-        for attempt in range(1, spec.retries + 2):
-            request = RunRequest(
-                device,
-                self.settings.location,
-                self.settings.name,
-                attempt,
-                uuid.uuid4().hex,
-                run_page_base=self.settings.collector_url,
-            )
-            with structlog.contextvars.bound_contextvars(
-                journey=spec.name, device=device, attempt=attempt
-            ):
-                outcome = await run_check(spec, request, masker, self._browsers)
-            result = outcome.result
-            await self._sink.submit(result, outcome.blobs)
-            if result.success:
-                return
+        request = RunRequest(
+            device,
+            self.settings.location,
+            self.settings.name,
+            run_page_base=self.settings.collector_url,
+        )
+        await run_attempts(
+            spec,
+            request,
+            attempts=spec.retries + 1,
+            masker=masker,
+            browsers=self._browsers,
+            reporter=self._sink,
+        )
 
     async def _heartbeats(self) -> None:
         while True:

@@ -3,8 +3,11 @@
 It finds the kind's runner in the registry (imported on first use), binds the
 run's identity into every log line, holds the run to its timeout, and turns
 anything that escapes the runner (a Playwright error, a bug, a timeout) into a
-failed result naming the first step: a run never vanishes. The CLI's table and
-the agent's delivery both consume what this returns.
+failed result naming the first step: a run never vanishes.
+
+``run_attempts`` is the one run loop: a run, then a retry in a fresh context
+while it fails and attempts remain, each attempt handed to a ``Reporter``. The
+agent's delivery and ``parcours test``'s table are two reporters of it.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import importlib
 import time
 import traceback
 import uuid
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -21,7 +25,7 @@ import structlog
 
 from probes.config.spec import JourneySpec
 from probes.kinds import KINDS
-from probes.result import ErrorType
+from probes.result import ErrorType, RunResult
 from probes.runners.failures import StepFailure, first_line
 from probes.runners.outcome import (
     RunContext,
@@ -49,6 +53,42 @@ class Runner(Protocol):
 
     def planned_steps(self, spec: JourneySpec) -> list[tuple[str, str]]:
         """(name, action) of the steps the check will take, for a run that never starts."""
+
+
+class Reporter(Protocol):
+    """Where each attempt's result goes: the agent's sink, or ``parcours test``'s table."""
+
+    async def submit(self, result: RunResult, blobs: Mapping[str, bytes]) -> None:
+        """Take one attempt's result and its artifacts' bytes."""
+
+
+async def run_attempts(
+    spec: JourneySpec,
+    request: RunRequest,
+    *,
+    attempts: int,
+    masker: Masker,
+    browsers: BrowserManager | None,
+    reporter: Reporter,
+) -> RunResult:
+    """Run until an attempt succeeds or ``attempts`` are used; report each; return the last.
+
+    Every attempt is its own run (own run id, fresh browser context), so a retry that
+    passes never hides the failure before it: both are reported.
+    """
+    result: RunResult | None = None
+    for attempt in range(1, attempts + 1):
+        this = replace(request, attempt=attempt, run_id=uuid.uuid4().hex)
+        with structlog.contextvars.bound_contextvars(
+            journey=spec.name, device=this.device, attempt=attempt
+        ):
+            outcome = await run_check(spec, this, masker, browsers)
+        result = outcome.result
+        await reporter.submit(result, outcome.blobs)
+        if result.success:
+            break
+    assert result is not None, "at least one attempt"
+    return result
 
 
 def runner_for(kind: str) -> Runner:

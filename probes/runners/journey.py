@@ -20,6 +20,7 @@ from probes.conditions import Conditions, resolve_conditions
 from probes.config.model import Step
 from probes.config.spec import JourneySpec
 from probes.result import (
+    BrowserSection,
     BudgetCheck,
     ErrorType,
     PageResult,
@@ -115,9 +116,7 @@ async def run_check(spec: JourneySpec, context: RunContext) -> RunOutcome:
         started=started,
         steps=steps,
         budgets=budgets,
-        pages=tuple(pages),
-        clicks=_clicks(spec, steps),
-        click_budget=spec.click_budget,
+        browser=BrowserSection(_clicks(spec, steps), spec.click_budget, tuple(pages)),
         conditions={
             **conditions.describe(),
             "viewport": options.get("viewport"),
@@ -133,7 +132,8 @@ def _failed_before_steps(
 ) -> RunOutcome:
     """A run that never got a browser: its first step carries why."""
     steps = failed_first(planned_steps(spec), failure)
-    result = finish_run(spec, context, started=started, steps=steps, click_budget=spec.click_budget)
+    browser = BrowserSection(clicks=0, click_budget=spec.click_budget)
+    result = finish_run(spec, context, started=started, steps=steps, browser=browser)
     return RunOutcome(result, {})
 
 

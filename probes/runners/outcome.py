@@ -105,8 +105,6 @@ def finish_run(
         started_at=started,
         finished_at=time.time(),
         status=status,
-        clicks=measures.pop("clicks", 0),
-        click_budget=measures.pop("click_budget", 0),
         steps=tuple(steps),
         budgets=tuple(budgets),
         error_type=error_type,
