@@ -30,7 +30,7 @@ from probes.agent.agent import Agent, AgentSettings
 from probes.agent.stats import AgentStats
 from probes.browser import BrowserManager
 from probes.config import load_config_text
-from probes.demo_shop.server import URL_VARIABLE, demo_journey_text, start_demo_shop
+from probes.demo_shop.server import RunningShop, demo_journey_text, start_demo_shop
 from probes.logs import configure_logging
 from probes.result import AgentHeartbeat, RunResult
 from probes.runners.journey import run
@@ -121,8 +121,8 @@ def tree_pss_bytes(root: int) -> int:
     return total
 
 
-async def memory(shop_url: str, concurrency: int) -> dict[str, float]:
-    config = load_config_text(demo_journey_text(), variables={URL_VARIABLE: shop_url}, env={})
+async def memory(shop: RunningShop, concurrency: int) -> dict[str, float]:
+    config = load_config_text(demo_journey_text(), variables=shop.variables, env={})
     journey = config.journeys[0]
     async with BrowserManager() as browsers:
         await browsers.get()
@@ -160,7 +160,7 @@ async def memory(shop_url: str, concurrency: int) -> dict[str, float]:
 async def main(seconds: float) -> None:
     shop = await start_demo_shop()
     try:
-        memory_figures = [await memory(shop.url, n) for n in (1, 4, 8)]
+        memory_figures = [await memory(shop, n) for n in (1, 4, 8)]
         unsaturated = await start_delay(shop.url, seconds, 50, interval=30)
         saturated = await start_delay(shop.url, seconds, 50, interval=15)
     finally:

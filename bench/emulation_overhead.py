@@ -18,7 +18,7 @@ import statistics
 from bench.common import write
 from probes.browser import BrowserManager
 from probes.config import load_config_text
-from probes.demo_shop.server import URL_VARIABLE, demo_journey_text, start_demo_shop
+from probes.demo_shop.server import demo_journey_text, start_demo_shop
 from probes.logs import configure_logging
 from probes.result import RunResult
 from probes.runners.journey import run
@@ -44,9 +44,9 @@ async def main(runs: int) -> None:
     for label, (_, network, cpu) in PROFILES.items():
         extra = "" if network is None else f"\n    network: {network}\n    cpu_slowdown: {cpu}"
         variant = text.replace(
-            "    base_url: ${PARCOURS_DEMO_URL}", "    base_url: ${PARCOURS_DEMO_URL}" + extra
-        )
-        specs[label] = load_config_text(variant, variables={URL_VARIABLE: shop.url}, env={})
+            "    base_url: ${PARCOURS_DEMO_URL}", "    base_url: ${PARCOURS_DEMO_URL}" + extra, 1
+        )  # the browser journey only: the API checks have no network profile
+        specs[label] = load_config_text(variant, variables=shop.variables, env={})
     overhead: dict[str, list[float]] = {label: [] for label in PROFILES}
     page_time: dict[str, list[float]] = {label: [] for label in PROFILES}
     async with BrowserManager() as browsers:

@@ -20,7 +20,7 @@ from playwright.async_api import Browser, expect
 from bench.common import summary, write
 from probes.browser import BrowserManager
 from probes.config import load_config_text
-from probes.demo_shop.server import URL_VARIABLE, demo_journey_text, start_demo_shop
+from probes.demo_shop.server import demo_journey_text, start_demo_shop
 from probes.devices import BUILTIN_PROFILES
 from probes.logs import configure_logging
 from probes.runners.journey import run
@@ -51,7 +51,7 @@ async def hand_written(browser: Browser, url: str) -> None:
 
 async def main(runs: int, warmup: int) -> None:
     shop = await start_demo_shop()
-    config = load_config_text(demo_journey_text(), variables={URL_VARIABLE: shop.url}, env={})
+    config = load_config_text(demo_journey_text(), variables=shop.variables, env={})
     journey = config.journeys[0]
     async with BrowserManager() as browsers:
         browser = await browsers.get()

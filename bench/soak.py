@@ -29,7 +29,7 @@ from pathlib import Path
 from bench.common import write
 from probes.browser import BrowserManager
 from probes.config import load_config_text
-from probes.demo_shop.server import URL_VARIABLE, demo_journey_text
+from probes.demo_shop.server import TLS_URL_VARIABLE, URL_VARIABLE, demo_journey_text
 from probes.result import AgentHeartbeat, RunResult, Status
 from probes.runners.journey import run_outcome
 from probes.runners.outcome import RunRequest
@@ -78,10 +78,13 @@ def slope_per_100(points: list[tuple[int, float]]) -> float:
     return 100 * num / den if den else 0.0
 
 
-def start_shop() -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
+def start_shop() -> tuple[subprocess.Popen[bytes], dict[str, str]]:
+    port, tls_port = free_port(), free_port()
     shop = subprocess.Popen(
-        [sys.executable, "-m", "probes.cli", "demo-shop", "--listen", f"127.0.0.1:{port}"],
+        [
+            *(sys.executable, "-m", "probes.cli", "demo-shop"),
+            *("--listen", f"127.0.0.1:{port}", "--tls-listen", f"127.0.0.1:{tls_port}"),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -91,11 +94,11 @@ def start_shop() -> tuple[subprocess.Popen[bytes], str]:
         if time.monotonic() > deadline or shop.poll() is not None:
             raise RuntimeError("the demo shop did not start")
         time.sleep(0.1)
-    return shop, url
+    return shop, {URL_VARIABLE: url, TLS_URL_VARIABLE: f"https://127.0.0.1:{tls_port}"}
 
 
-async def soak(shop_url: str, runs: int, concurrency: int, every: int) -> dict[str, object]:
-    config = load_config_text(demo_journey_text(), variables={URL_VARIABLE: shop_url}, env={})
+async def soak(shop: dict[str, str], runs: int, concurrency: int, every: int) -> dict[str, object]:
+    config = load_config_text(demo_journey_text(), variables=shop, env={})
     journey = config.journeys[0]
     sink = CountingSink()
     samples: list[tuple[int, dict[str, float]]] = []
@@ -139,9 +142,9 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=50, help="runs between memory samples")
     parser.add_argument("--warmup", type=int, default=100, help="runs before growth is measured")
     args = parser.parse_args()
-    shop, url = start_shop()
+    shop, variables = start_shop()
     try:
-        outcome = asyncio.run(soak(url, args.runs, args.concurrency, args.every))
+        outcome = asyncio.run(soak(variables, args.runs, args.concurrency, args.every))
     finally:
         shop.send_signal(signal.SIGINT)
         shop.wait(timeout=30)

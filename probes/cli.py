@@ -127,6 +127,12 @@ def _parser() -> argparse.ArgumentParser:
 
     shop = commands.add_parser("demo-shop", help="serve the bundled demo shop")
     shop.add_argument("--listen", default="127.0.0.1:8081", metavar="HOST:PORT")
+    shop.add_argument(
+        "--tls-listen",
+        default="127.0.0.1:8443",
+        metavar="HOST:PORT",
+        help="the same shop over HTTPS, self-signed (default 127.0.0.1:8443)",
+    )
     shop.set_defaults(handler=_cmd_demo_shop)
     return parser
 
@@ -306,7 +312,7 @@ def _cmd_test(args: argparse.Namespace) -> int:
 
 async def _test(args: argparse.Namespace) -> _TableReporter:
     from probes.browser import BrowserManager
-    from probes.demo_shop.server import URL_VARIABLE, demo_journey_text, start_demo_shop
+    from probes.demo_shop.server import demo_journey_text, start_demo_shop
     from probes.runners.dispatch import run_attempts
     from probes.runners.outcome import RunRequest
 
@@ -315,9 +321,7 @@ async def _test(args: argparse.Namespace) -> _TableReporter:
         config = load_config(args.paths)
     else:
         shop = await start_demo_shop()
-        config = load_config_text(
-            demo_journey_text(), "<demo journey>", variables={URL_VARIABLE: shop.url}
-        )
+        config = load_config_text(demo_journey_text(), "<demo journey>", variables=shop.variables)
     args.scrubber.masker = config.masker
     journeys = [j for j in config.journeys if not args.journey or j.name in args.journey]
     if args.journey and not journeys:
@@ -398,10 +402,15 @@ def _cmd_demo_shop(args: argparse.Namespace) -> int:
     from probes.demo_shop.server import start_demo_shop
 
     host, _, port = args.listen.rpartition(":")
+    _, _, tls_port = args.tls_listen.rpartition(":")
 
     async def serve() -> None:
-        shop = await start_demo_shop(host or "127.0.0.1", int(port))
-        print(f"demo shop listening on {shop.url} (faults: {shop.url}/__faults)", flush=True)
+        shop = await start_demo_shop(host or "127.0.0.1", int(port), int(tls_port))
+        print(
+            f"demo shop listening on {shop.url} and {shop.tls_url} (self-signed); "
+            f"faults: {shop.url}/__faults",
+            flush=True,
+        )
         try:
             await asyncio.Event().wait()
         finally:

@@ -18,7 +18,7 @@ from probes.agent.shipper import HttpShipper, ResultSink
 from probes.agent.stats import AgentStats
 from probes.browser import BrowserManager
 from probes.config import LoadedConfig, load_config, load_config_text
-from probes.demo_shop.server import URL_VARIABLE, RunningShop, demo_journey_text, start_demo_shop
+from probes.demo_shop.server import RunningShop, demo_journey_text, start_demo_shop
 from probes.embedded import LocalSink
 from probes.logs import SecretScrubber
 
@@ -81,8 +81,8 @@ def config_loader(paths: list[str], demo: RunningShop | None) -> Callable[[], Lo
     """Loads the given files, or the demo journey pointed at the running demo shop."""
     if demo is not None:
         text = demo_journey_text()
-        url = demo.url
-        return lambda: load_config_text(text, "<demo journey>", variables={URL_VARIABLE: url})
+        variables = demo.variables
+        return lambda: load_config_text(text, "<demo journey>", variables=variables)
     return lambda: load_config(paths)
 
 

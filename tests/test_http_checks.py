@@ -427,13 +427,35 @@ async def test_the_demo_shops_api_faults_fail_the_demo_api_check(
     error_type: ErrorType,
     message: str,
 ) -> None:
-    from probes.demo_shop.server import URL_VARIABLE, demo_journey_text
+    from probes.demo_shop.server import demo_journey_text
 
-    config = load_config_text(demo_journey_text(), variables={URL_VARIABLE: shop.url}, env={})
-    (api_check,) = [j for j in config.journeys if j.kind == "http"]
+    config = load_config_text(demo_journey_text(), variables=shop.variables, env={})
+    (api_check,) = [j for j in config.journeys if j.name == "mobile-app-api"]
     faults(**switches)
 
     outcome = await run_check(api_check, RunRequest("none"), config.masker)
 
     assert (outcome.result.error_type, outcome.result.failed_step) == (error_type, "log in")
     assert message in (outcome.result.error_message or "")
+
+
+async def test_the_demo_shops_https_api_shows_its_certificate_and_a_slow_handshake(
+    shop: Any, faults: Callable[..., None]
+) -> None:
+    from probes.demo_shop.server import demo_journey_text
+
+    config = load_config_text(demo_journey_text(), variables=shop.variables, env={})
+    (tls_check,) = [j for j in config.journeys if j.name == "mobile-app-api-tls"]
+
+    healthy = (await run_check(tls_check, RunRequest("none"), config.masker)).result
+    faults(tls_delay_ms=400)
+    slow = (await run_check(tls_check, RunRequest("none"), config.masker)).result
+
+    assert healthy.status is Status.PASSED, healthy.error_message
+    tls = only(healthy).tls
+    assert tls is not None and tls.days_left is not None and 89 < tls.days_left <= 90
+    assert tls.subject == "commonName=Parcours demo shop" and tls.version in ("TLSv1.2", "TLSv1.3")
+    held = shop.tls_front.last_delay  # what the shop measured it held the handshake
+    assert held is not None and held >= 0.4
+    assert only(slow).phases["tls"] >= held, "the handshake includes the time it was held"
+    assert only(healthy).phases["tls"] < held

@@ -25,6 +25,7 @@ class Faults:
     api_status: int = 0  # the JSON API answers with this HTTP status (0: normally)
     api_delay_ms: int = 0  # the JSON API answers this late
     api_malformed: bool = False  # the JSON API answers with broken JSON
+    tls_delay_ms: int = 0  # HTTPS connections wait this long before their TLS handshake
 
     def merged(self, changes: dict[str, Any]) -> Faults:
         """A copy with the given switches changed; unknown names or wrong types raise."""
