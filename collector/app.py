@@ -279,9 +279,17 @@ async def status_journey(request: web.Request) -> web.Response:
 
 
 async def status_latest_failure(request: web.Request) -> web.Response:
-    """Where alerts link: the journey's latest failed run (its screenshot, its error)."""
+    """Where alerts link: the journey's latest failed run (its screenshot, its error), in
+    the alert's location and on its device (``?location=&device=``); ``?status=degraded``
+    for slow alerts. With nothing to show, the journey's page."""
     journey = request.match_info["journey"]
-    run_id = await request.app[HISTORY].last_failure(journey)
+    query = request.query
+    status = query.get("status", "failed")
+    if status not in ("failed", "degraded"):
+        raise _refused(400, f"status must be failed or degraded, got {status[:40]!r}")
+    run_id = await request.app[HISTORY].last_failure(
+        journey, query.get("location") or None, query.get("device") or None, status
+    )
     target = pages.run_href(run_id) if run_id else pages.journey_href(journey)
     raise web.HTTPFound(target)
 

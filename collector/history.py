@@ -270,17 +270,29 @@ class RunHistory:
         )
         return {(j, loc, d): ratio for j, loc, d, ratio in cursor}
 
-    async def last_failure(self, journey: str) -> str | None:
-        """The run id of the journey's latest failed run (for alert links)."""
-        found: str | None = await self._call(self._last_failure_sync, journey)
+    async def last_failure(
+        self,
+        journey: str,
+        location: str | None = None,
+        device: str | None = None,
+        status: str = "failed",
+    ) -> str | None:
+        """The run id of the journey's latest run with ``status`` (failed, or degraded for
+        slow alerts), in that location and on that device when given (for alert links)."""
+        found: str | None = await self._call(
+            self._last_failure_sync, journey, location, device, status
+        )
         return found
 
-    def _last_failure_sync(self, journey: str) -> str | None:
+    def _last_failure_sync(
+        self, journey: str, location: str | None, device: str | None, status: str
+    ) -> str | None:
         assert self._conn is not None
         row = self._conn.execute(
-            "SELECT run_id FROM runs WHERE journey = ? AND status = 'failed' "
+            "SELECT run_id FROM runs WHERE journey = ? AND status = ? "
+            "AND (? IS NULL OR location = ?) AND (? IS NULL OR device = ?) "
             "ORDER BY started_at DESC LIMIT 1",
-            (journey,),
+            (journey, status, location, location, device, device),
         ).fetchone()
         return str(row[0]) if row else None
 

@@ -89,6 +89,12 @@ FAILED_STEP = _gauge(
     "parcours_journey_failed_step",
     "1 on the step and error type that failed the last run (absent if it passed).",
 )
+ERROR_INFO = _gauge(
+    "parcours_journey_error_info",
+    "1 while the last run failed, with its step, error type and a short summary of the error "
+    "(alerts read it at notification time; it is never part of an alert's identity).",
+)
+ERROR_SUMMARY_MAX = 160
 CONSECUTIVE = _gauge(
     "parcours_journey_consecutive_failures",
     "Scheduled runs failed in a row (0 after any success); alerts use it.",
@@ -139,6 +145,7 @@ SERIES_FAMILIES: tuple[Family, ...] = (
     CLICKS,
     CLICK_BUDGET,
     FAILED_STEP,
+    ERROR_INFO,
     CONSECUTIVE,
     INTERVAL,
     BUDGET,
@@ -251,6 +258,12 @@ def _pairs(pairs: dict[str, str]) -> str:
     return ",".join(f'{k}="{escape(v)}"' for k, v in pairs.items())
 
 
+def error_summary(message: str | None) -> str:
+    """The error's first line, short enough for a page (the agent has masked it already)."""
+    line = (message or "").strip().splitlines()[0] if (message or "").strip() else ""
+    return line if len(line) <= ERROR_SUMMARY_MAX else line[: ERROR_SUMMARY_MAX - 1] + "…"
+
+
 def render_series(series: SeriesState) -> dict[str, str]:
     """Every line of one series, grouped by family name."""
     result = series.latest
@@ -269,6 +282,9 @@ def render_series(series: SeriesState) -> dict[str, str]:
     if result.status is Status.FAILED:
         error = result.error_type.value if result.error_type else "unknown"
         add(FAILED_STEP, "", _extra(step=result.failed_step or "", error_type=error), 1.0)
+        summary = error_summary(result.error_message)
+        labels = _extra(step=result.failed_step or "", error_type=error, summary=summary)
+        add(ERROR_INFO, "", labels, 1.0)
     add(CONSECUTIVE, "", "", float(series.consecutive_failures))
     if result.interval_seconds:
         add(INTERVAL, "", "", result.interval_seconds)

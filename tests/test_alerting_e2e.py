@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import yaml
 
@@ -41,6 +42,7 @@ async def webhook() -> AsyncIterator[tuple[Webhook, str]]:
 def alertmanager_config_for(webhook_url: str) -> dict[str, Any]:
     """The shipped Alertmanager config, pointed at the test and with short timings."""
     config: dict[str, Any] = yaml.safe_load(AM_CONFIG.read_text())
+    config["templates"] = [str(AM_CONFIG.parent / pattern) for pattern in config["templates"]]
     for receiver in config["receivers"]:
         for hook in receiver.get("webhook_configs", []):
             hook["url"] = hook["url"].replace("http://127.0.0.1:9099", webhook_url)
@@ -87,15 +89,16 @@ async def test_a_broken_checkout_pages_with_journey_step_and_error_then_resolves
         ((resolved_at, _, done), *_) = await wait_until(resolved, 40, "the resolved notice")
 
     assert path == "/parcours/oncall"  # critical goes to the on-call receiver
-    labels = alert["labels"]
-    assert (labels["journey"], labels["step"], labels["error_type"]) == (
-        "checkout",
-        "place order",
-        "http_error",
+    labels, notes = alert["labels"], alert["annotations"]
+    # Identity is journey, location, device: the step and error are read into the page.
+    assert "step" not in labels and "error_type" not in labels
+    assert (labels["journey"], labels["severity"]) == ("checkout", "critical")
+    assert 'at step "place order" (http_error)' in notes["summary"]
+    assert "HTTP 500 for POST" in notes["error"] and "/checkout" in notes["error"]
+    assert notes["run"].endswith(
+        f"/latest-failure?location={labels['location']}&device={labels['device']}"
     )
-    assert labels["severity"] == "critical"
-    assert 'fails at step "place order" (http_error)' in alert["annotations"]["summary"]
-    assert "var-journey=checkout" in alert["annotations"]["dashboard"]
+    assert "var-journey=checkout" in notes["dashboard"]
     assert done["labels"]["journey"] == "checkout"
     print(
         f"break -> page {paged_at - broken_at:.1f}s, repair -> resolved "
@@ -103,3 +106,72 @@ async def test_a_broken_checkout_pages_with_journey_step_and_error_then_resolves
     )
     # Two failed runs 3 s apart, a 1 s scrape and evaluation, Alertmanager's 1 s group_wait.
     assert paged_at - broken_at < 20
+
+
+def two_device_page(journey: str) -> list[dict[str, Any]]:
+    """What Prometheus sends for one journey failing on mobile and desktop, each its own error."""
+    errors = {
+        "mobile": "HTTP 500 for POST /checkout",
+        "desktop": 'no element matches test_id="pay"',
+    }
+    return [
+        {
+            "labels": {
+                "alertname": "ParcoursJourneyFailing",
+                "severity": "critical",
+                "journey": journey,
+                "location": "paris",
+                "device": device,
+            },
+            "annotations": {
+                "summary": f"Journey {journey} fails on {device} in paris",
+                "error": error,
+                "run": f"https://parcours.test/status/journeys/{journey}/latest-failure?device={device}",
+                "dashboard": "https://grafana.test/d/parcours-journey",
+            },
+        }
+        for device, error in errors.items()
+    ]
+
+
+async def test_the_shipped_slack_and_pagerduty_templates_render_each_alerts_own_error_and_link(
+    webhook: tuple[Webhook, str], tmp_path: Path
+) -> None:
+    receiver, url = webhook
+    config = alertmanager_config_for(url)
+    example = yaml.safe_load(
+        "\n".join(
+            line.removeprefix("    # ")
+            for line in AM_CONFIG.read_text().splitlines()
+            if line.startswith("    #   ")
+            or line.startswith("    # slack")
+            or line.startswith("    # pagerduty")
+        )
+    )  # the commented examples, as a user would uncomment them
+    slack = dict(example["slack_configs"][0], api_url=f"{url}/parcours/slack")
+    pagerduty = dict(example["pagerduty_configs"][0], routing_key="test", url=f"{url}/parcours/pd")
+    (oncall,) = [r for r in config["receivers"] if r["name"] == "oncall"]
+    oncall.update(slack_configs=[slack], pagerduty_configs=[pagerduty])
+
+    with alertmanager(tmp_path, config) as am:
+        async with aiohttp.ClientSession() as session:
+            posted = await session.post(
+                f"http://{am}/api/v2/alerts", json=two_device_page("checkout")
+            )
+            assert posted.status == 200, await posted.text()
+
+        async def both() -> list[str]:
+            paths = {path for _, path, _ in receiver.notifications}
+            return sorted(paths) if {"/parcours/slack", "/parcours/pd"} <= paths else []
+
+        await wait_until(both, 30, "Slack and PagerDuty notifications")
+
+    bodies = {path: body for _, path, body in receiver.notifications}
+    slack_text = bodies["/parcours/slack"]["attachments"][0]["text"]
+    pd = bodies["/parcours/pd"]
+    for device, error in (("mobile", "HTTP 500 for POST /checkout"), ("desktop", "test_id=")):
+        assert f"fails on {device} in paris" in slack_text
+        assert error in slack_text and error in pd["payload"]["custom_details"]["alerts"]
+        assert f"latest-failure?device={device}" in slack_text
+    assert bodies["/parcours/slack"]["attachments"][0]["title"].startswith("[FIRING:2]")
+    assert pd["payload"]["summary"].startswith("[FIRING:2] ParcoursJourneyFailing")

@@ -263,11 +263,12 @@ async def test_metric_names_and_labels_match_the_golden_catalogue(
         budgets=(BudgetCheck("page_load", "warn", 3.0, 3.4, "home"),),
     )
     api = exchange_result("h1", "http")
+    broken = replace(failed("f2", 5000.0), journey="broken")  # failing now: its error info
     await client.post(
         "/api/v1/results",
-        json=[to_dict(result()), to_dict(failed("f", 10.0)), to_dict(degraded), to_dict(api)],
+        json=[to_dict(r) for r in (result(), failed("f", 10.0), degraded, api, broken)],
     )
-    jobs = ("checkout@mobile", "slow@mobile", "http-check@none")
+    jobs = ("checkout@mobile", "slow@mobile", "http-check@none", "broken@mobile")
     await client.post("/api/v1/heartbeats", json=heartbeat(jobs=jobs))
     text = await (await client.get("/metrics")).text()
 
@@ -299,3 +300,27 @@ async def test_consecutive_failures_count_scheduled_runs_not_retries(
 
     found = await samples(client)
     assert value(found, "parcours_journey_consecutive_failures", **SERIES) == 2.0
+
+
+async def test_an_alerts_run_link_opens_the_failure_of_that_location_and_device(
+    client: TestClient[Any, Any],
+) -> None:
+    mobile_paris = failed("mobile-paris", 3000.0)
+    desktop_paris = replace(failed("desktop-paris", 3100.0), device="desktop")
+    mobile_lyon = replace(failed("mobile-lyon", 3200.0), location="lyon")
+    slow = replace(result("slow-mobile", started_at=3300.0, finished_at=3304.0), status="degraded")
+    for run in (mobile_paris, desktop_paris, mobile_lyon, slow):
+        assert (await client.post("/api/v1/results", json=to_dict(run))).status == 200
+
+    async def link(query: str) -> str:
+        answer = await client.get(
+            f"/status/journeys/checkout/latest-failure{query}", allow_redirects=False
+        )
+        return str(answer.headers.get("Location", answer.status))
+
+    assert await link("") == "/status/runs/mobile-lyon"  # the newest failure anywhere
+    assert await link("?location=paris&device=mobile") == "/status/runs/mobile-paris"
+    assert await link("?location=paris&device=desktop") == "/status/runs/desktop-paris"
+    assert await link("?device=mobile&status=degraded") == "/status/runs/slow-mobile"
+    assert await link("?location=tokyo&device=mobile") == "/status/journeys/checkout"
+    assert await link("?status=passed") == "400"
