@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import structlog
 
 from collector.state import CollectorState, SeriesKey, SeriesState
-from probes.result import PAGE_MEASURES, AgentHeartbeat, RunResult, Status
+from probes.result import PAGE_MEASURES, AgentHeartbeat, RunResult, Status, first_line
 
 log = structlog.get_logger(__name__)
 
@@ -258,12 +258,6 @@ def _pairs(pairs: dict[str, str]) -> str:
     return ",".join(f'{k}="{escape(v)}"' for k, v in pairs.items())
 
 
-def error_summary(message: str | None) -> str:
-    """The error's first line, short enough for a page (the agent has masked it already)."""
-    line = (message or "").strip().splitlines()[0] if (message or "").strip() else ""
-    return line if len(line) <= ERROR_SUMMARY_MAX else line[: ERROR_SUMMARY_MAX - 1] + "…"
-
-
 def render_series(series: SeriesState) -> dict[str, str]:
     """Every line of one series, grouped by family name."""
     result = series.latest
@@ -282,7 +276,7 @@ def render_series(series: SeriesState) -> dict[str, str]:
     if result.status is Status.FAILED:
         error = result.error_type.value if result.error_type else "unknown"
         add(FAILED_STEP, "", _extra(step=result.failed_step or "", error_type=error), 1.0)
-        summary = error_summary(result.error_message)
+        summary = first_line(result.error_message or "", ERROR_SUMMARY_MAX)  # masked already
         labels = _extra(step=result.failed_step or "", error_type=error, summary=summary)
         add(ERROR_INFO, "", labels, 1.0)
     add(CONSECUTIVE, "", "", float(series.consecutive_failures))

@@ -211,14 +211,10 @@ def _num(obj: Mapping[str, Any], key: str, where: str) -> float:
 
 
 def _opt_num(obj: Mapping[str, Any], key: str, where: str) -> float | None:
-    value = obj.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ResultFormatError(f"{where}.{key}: expected a finite number, got {value!r:.60}")
-    if value < 0:
+    value = _opt_signed(obj, key, where)
+    if value is not None and value < 0:
         raise ResultFormatError(f"{where}.{key}: expected a number >= 0, got {value}")
-    return float(value)
+    return value
 
 
 def _int(obj: Mapping[str, Any], key: str, where: str) -> int:
@@ -621,11 +617,23 @@ def fit_document(document: dict[str, Any]) -> dict[str, Any]:
     return fitted
 
 
+def shorten(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, the cut marked with an ellipsis."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def first_line(text: str, limit: int = 300) -> str:
+    """A message's first line, bounded: Playwright's carry call logs, and a page or an
+    alert shows one line. Agent and collector cut error text the same way."""
+    lines = text.strip().splitlines()
+    return shorten(lines[0] if lines else "", limit)
+
+
 def _fit(value: Any, key: str | None) -> Any:
     if isinstance(value, str):
         limit = TEXT_FIELDS.get(key or "", NAME_MAX)
         text = value.encode("utf-8", "replace").decode("utf-8")  # no lone surrogates
-        return text if len(text) <= limit else text[: limit - 1] + "…"
+        return shorten(text, limit)
     if isinstance(value, list):
         kept = value[: LIST_MAX.get(key or "", len(value))]
         return [_fit(item, key) for item in kept]
@@ -662,8 +670,8 @@ def heartbeat_from_dict(data: object) -> AgentHeartbeat:
 # bool, an enum, a nested contract dataclass, a tuple of them (at most LIST_MAX entries),
 # or a small map. Metadata refines it: ``pattern`` and ``expected`` (the form a string must
 # match whole), ``max`` (a shorter name), ``keys`` and ``key_is`` (the keys a map may have,
-# and what they are called in errors), ``item`` (how
-# to read each string of a tuple), ``read`` (a reader of its own), ``skip`` (not read).
+# and what they are called in errors), ``item`` (how to read each string of a tuple),
+# ``read`` (a reader of its own), ``skip`` (not read).
 # A field with a default may be absent; one without may not, unless it is optional.
 
 _Reader = Callable[[Mapping[str, Any], str, str], Any]

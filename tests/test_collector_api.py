@@ -311,6 +311,7 @@ async def test_an_alerts_run_link_opens_the_failure_of_that_location_and_device(
     slow = replace(result("slow-mobile", started_at=3300.0, finished_at=3304.0), status="degraded")
     for run in (mobile_paris, desktop_paris, mobile_lyon, slow):
         assert (await client.post("/api/v1/results", json=to_dict(run))).status == 200
+    await client.app[HISTORY].flush()  # the history is written in batches, behind ingest
 
     async def link(query: str) -> str:
         answer = await client.get(

@@ -105,28 +105,22 @@ def png(size: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + b"0" * (size - 8)
 
 
+async def put_screenshot(store: ArtifactStore, run_id: str, agent: str, data: bytes) -> None:
+    """Store a run's one declared screenshot, as the collector does for an accepted run."""
+    expected = ExpectedArtifacts(agent, {"step-01.png": len(data)})
+    await store.put(run_id, "step-01.png", "image/png", data, expected)
+
+
 async def test_one_agent_flooding_uploads_evicts_its_own_evidence_not_others(
     tmp_path: Path,
 ) -> None:
     limits = RetentionLimits(max_total_bytes=50_000, max_agent_bytes=1_000_000)
     store = ArtifactStore(tmp_path / "artifacts", limits)
     shot = png(2_000)
-    await store.put(
-        "genuine",
-        "step-01.png",
-        "image/png",
-        shot,
-        ExpectedArtifacts("agent-1", {"step-01.png": len(shot)}),
-    )
+    await put_screenshot(store, "genuine", "agent-1", shot)
     junk = png(10_000)
     for index in range(84):
-        await store.put(
-            f"junk{index}",
-            "step-01.png",
-            "image/png",
-            junk,
-            ExpectedArtifacts("flooder", {"step-01.png": len(junk)}),
-        )
+        await put_screenshot(store, f"junk{index}", "flooder", junk)
 
     assert store.path("genuine", "step-01.png") is not None
     assert store.path("junk83", "step-01.png") is not None  # the newest junk is kept
@@ -139,13 +133,7 @@ async def test_an_agent_over_its_quota_loses_its_own_oldest_runs(tmp_path: Path)
     )
     shot = png(10_000)
     for index in range(4):
-        await store.put(
-            f"run{index}",
-            "step-01.png",
-            "image/png",
-            shot,
-            ExpectedArtifacts("agent-1", {"step-01.png": len(shot)}),
-        )
+        await put_screenshot(store, f"run{index}", "agent-1", shot)
 
     kept = [i for i in range(4) if store.path(f"run{i}", "step-01.png") is not None]
     assert kept == [2, 3]

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from collector.app import CollectorSettings, create_app
+from collector.app import HISTORY, CollectorSettings, create_app
 from collector.artifacts import (
     ArtifactRefused,
     ArtifactStore,
@@ -231,6 +231,7 @@ async def test_the_run_page_shows_the_error_and_the_screenshot_of_the_broken_pag
     page = await (await collector.get(f"/status/runs/{run_id}")).text()
     image = await collector.get(f"/runs/{run_id}/artifacts/step-04.png")
     html = await collector.get(f"/runs/{run_id}/artifacts/step-04.html")
+    await collector.app[HISTORY].flush()  # the history is written in batches, behind ingest
     latest = await collector.get("/status/journeys/checkout/latest-failure", allow_redirects=False)
 
     assert "HTTP 500 for POST" in page

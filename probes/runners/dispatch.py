@@ -25,8 +25,8 @@ import structlog
 
 from probes.config.spec import JourneySpec
 from probes.kinds import KINDS
-from probes.result import ErrorType, RunResult
-from probes.runners.failures import StepFailure, first_line
+from probes.result import ErrorType, RunResult, first_line
+from probes.runners.failures import StepFailure
 from probes.runners.outcome import (
     RunContext,
     RunOutcome,
@@ -78,7 +78,7 @@ async def run_attempts(
     """
     result: RunResult | None = None
     for attempt in range(1, attempts + 1):
-        this = replace(request, attempt=attempt, run_id=uuid.uuid4().hex)
+        this = replace(request, attempt=attempt, run_id="")  # run_check gives each its own id
         with structlog.contextvars.bound_contextvars(
             journey=spec.name, device=this.device, attempt=attempt
         ):

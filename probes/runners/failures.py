@@ -12,9 +12,3 @@ class StepFailure(Exception):
         super().__init__(message)
         self.error_type = error_type
         self.message = message
-
-
-def first_line(text: str, limit: int = 300) -> str:
-    """Playwright messages carry call logs; keep the first line, bounded."""
-    line = text.strip().splitlines()[0] if text.strip() else ""
-    return line if len(line) <= limit else line[: limit - 1] + "…"

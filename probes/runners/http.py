@@ -25,8 +25,8 @@ import aiohttp
 from probes import assertions
 from probes.config.api_model import CAPTURE_USE, HttpCheck, HttpRequest, HttpStep
 from probes.config.spec import JourneySpec
-from probes.result import AssertionResult, ErrorType, Exchange, Status, StepResult
-from probes.runners.failures import StepFailure, first_line
+from probes.result import AssertionResult, ErrorType, Exchange, Status, StepResult, first_line
+from probes.runners.failures import StepFailure
 from probes.runners.outcome import (
     RunContext,
     RunOutcome,

@@ -27,6 +27,7 @@ from probes.result import (
     RunResult,
     Status,
     StepResult,
+    first_line,
 )
 from probes.runners import dispatch
 from probes.runners.budgets import check_budgets
@@ -37,7 +38,7 @@ from probes.runners.evidence import (
     start_trace,
     stop_trace,
 )
-from probes.runners.failures import StepFailure, first_line
+from probes.runners.failures import StepFailure
 from probes.runners.outcome import (
     RunContext,
     RunOutcome,

@@ -18,8 +18,8 @@ from playwright.async_api import TimeoutError as PwTimeoutError
 
 from probes.config.durations import format_duration
 from probes.config.model import Expectation, Locator, Step
-from probes.result import ErrorType
-from probes.runners.failures import StepFailure, first_line
+from probes.result import ErrorType, first_line
+from probes.runners.failures import StepFailure
 from probes.runners.locators import resolve
 
 COUNT_TIMEOUT_SECONDS = 1.0  # looking whether a locator matches anything, after a timeout
