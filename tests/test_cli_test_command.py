@@ -195,3 +195,20 @@ journeys:
         (2, "connection_error"),
     ] * 2
     assert len({d["run_id"] for d in runs}) == 4
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "says"),
+    [
+        ("--repeat", "0", "expected an integer >= 1"),
+        ("--retries", "-1", "expected an integer >= 0, got -1"),
+        ("--repeat", "many", "expected an integer, got 'many'"),
+    ],
+)
+def test_a_bad_repeat_or_retries_is_refused_before_anything_runs(
+    option: str, value: str, says: str
+) -> None:
+    done = parcours("test", option, value)
+
+    assert done.returncode == 2
+    assert says in done.stderr and "Traceback" not in done.stderr

@@ -325,3 +325,38 @@ async def test_an_alerts_run_link_opens_the_failure_of_that_location_and_device(
     assert await link("?device=mobile&status=degraded") == "/status/runs/slow-mobile"
     assert await link("?location=tokyo&device=mobile") == "/status/journeys/checkout"
     assert await link("?status=passed") == "400"
+
+
+async def test_an_error_with_quotes_and_many_lines_pages_as_one_short_escaped_line(
+    client: TestClient[Any, Any],
+) -> None:
+    first = 'no element matches role=button[name="Pay \\\\ now"] ' + "x" * 300
+    message = first + "\n" + "call log:\n" * 300  # within the contract's 4,096 characters
+    broken = replace(failed("q1", 7000.0), error_message=message)
+    assert (await client.post("/api/v1/results", json=to_dict(broken))).status == 200
+
+    found = await samples(client)  # the exposition still parses
+    (summary,) = [
+        dict(labels)["summary"] for (name, labels) in found if name == "parcours_journey_error_info"
+    ]
+    assert summary == first[:159] + "…"  # one line, 160 characters, quotes and all
+    assert summary.startswith('no element matches role=button[name="Pay \\\\ now"]')
+
+
+async def test_an_alert_link_with_hostile_filters_finds_nothing_and_says_so(
+    client: TestClient[Any, Any],
+) -> None:
+    assert (await client.post("/api/v1/results", json=to_dict(failed("h1", 3000.0)))).status == 200
+    await client.app[HISTORY].flush()
+
+    for query in (
+        "?location=paris'%20OR%201=1--",
+        "?device=%22mobile%22",
+        "?location=" + "x" * 5000,
+    ):
+        answer = await client.get(
+            f"/status/journeys/checkout/latest-failure{query}", allow_redirects=False
+        )
+        assert answer.headers["Location"] == "/status/journeys/checkout", query
+    bad = await client.get("/status/journeys/checkout/latest-failure?status=%00")
+    assert bad.status == 400 and "status must be failed or degraded" in await bad.text()
