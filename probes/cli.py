@@ -290,7 +290,9 @@ def config_warnings(config: LoadedConfig) -> list[str]:
         if journey.click_budget and clicks > journey.click_budget:
             warnings.append(
                 f'{journey.source}: journey "{journey.name}" has {clicks} click steps, '
-                f"over its click budget of {journey.click_budget}"
+                f"over the click limit of {journey.click_budget} (reported as a finding"
+                + ("" if journey.budgets.clicks else "; set budgets.clicks to make it degrade")
+                + ")"
             )
     return warnings
 

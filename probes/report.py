@@ -73,9 +73,23 @@ def _run_block(run: RunResult, style: Styler) -> str:
             )
         lines.extend(_budget_line(b, "      ", style) for b in run.budgets if b.step == step.name)
     lines.extend(_budget_line(b, "  ", style) for b in run.budgets if b.step is None)
+    if _click_finding(run):
+        assert run.browser is not None
+        lines.append(
+            f"  {style('finding', 'yellow')} the sale took {run.browser.clicks} clicks, over "
+            f"the {run.browser.click_budget}-click rule (a design finding: it does not "
+            "change the verdict unless the journey sets a clicks budget)"
+        )
     if run.error_message and run.status is not Status.FAILED:
         lines.append(f"  {run.error_message}")
     return "\n".join(lines)
+
+
+def _click_finding(run: RunResult) -> bool:
+    """More clicks than the rule, with no clicks budget that already said so."""
+    browser = run.browser
+    over_rule = bool(browser and browser.click_budget and browser.clicks > browser.click_budget)
+    return over_rule and not any(b.measure == "clicks" for b in run.budgets)
 
 
 def _budget_line(check: BudgetCheck, indent: str, style: Styler) -> str:

@@ -234,29 +234,41 @@ async def test_secret_from_environment_never_appears_in_the_result(
     assert "voucher=***" in result.browser.pages[0].url
 
 
-async def test_four_click_journey_is_flagged_against_the_default_budget(
+DETOUR = """
+journeys:
+  - name: detour
+    base_url: ${SHOP}
+    BUDGETS
+    steps:
+      - name: home
+        goto: /
+      - name: open empty cart
+        click: {test_id: cart-link}
+      - name: back to the shop
+        click: {text: Back to the shop}
+      - name: open product
+        click: {role: link, name: Trail Runner shoes}
+      - name: add to cart
+        click: {role: button, name: Add to cart}
+        expect:
+          - text: 1 item in your cart
+"""
+
+
+async def test_four_click_journey_passes_with_its_clicks_reported_as_a_finding(
     run_journey: RunJourney,
 ) -> None:
-    result = await run_journey(
-        """
-        journeys:
-          - name: detour
-            base_url: ${SHOP}
-            steps:
-              - name: home
-                goto: /
-              - name: open empty cart
-                click: {test_id: cart-link}
-              - name: back to the shop
-                click: {text: Back to the shop}
-              - name: open product
-                click: {role: link, name: Trail Runner shoes}
-              - name: add to cart
-                click: {role: button, name: Add to cart}
-                expect:
-                  - text: 1 item in your cart
-        """
-    )
+    result = await run_journey(DETOUR.replace("BUDGETS", ""))
+
+    assert result.status is Status.PASSED, result.error_message
+    assert (result.browser.clicks, result.browser.click_budget) == (4, 3)
+    assert [b for b in result.budgets if b.measure == "clicks"] == []
+
+
+async def test_four_clicks_degrade_the_run_when_the_journey_sets_a_clicks_budget(
+    run_journey: RunJourney,
+) -> None:
+    result = await run_journey(DETOUR.replace("BUDGETS", "budgets: {clicks: {warn: 3}}"))
 
     assert result.browser.clicks == 4
     assert result.status is Status.DEGRADED

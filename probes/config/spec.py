@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pydantic import BaseModel
 
 from probes.conditions import Network
-from probes.config.model import DeviceProfile, EvidenceSettings, JourneyBudgets, Step
+from probes.config.model import CLICK_RULE, DeviceProfile, EvidenceSettings, JourneyBudgets, Step
 
 
 @dataclass(frozen=True)
@@ -38,9 +38,10 @@ class JourneySpec:
 
     @property
     def click_budget(self) -> int:
-        """The click limit shown beside the count: fail level if set, else warn."""
+        """The click limit shown beside the count: the user's budget (fail level if set, else
+        warn), or the three-click rule as a finding when the user set none."""
         clicks = self.budgets.clicks
         if clicks is None:
-            return 0
+            return CLICK_RULE if self.kind == "browser" else 0
         limit = clicks.fail if clicks.fail is not None else clicks.warn
         return int(limit or 0)
