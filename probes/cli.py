@@ -24,6 +24,18 @@ if TYPE_CHECKING:
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_CONFIG, EXIT_NO_BROWSER = 0, 1, 2, 3
 _T = TypeVar("_T")
+HELP = """Synthetic monitoring of the journeys your customers take: Parcours drives a real
+browser (and HTTP/TCP checks) through them on schedule, step by step, on a phone profile
+and on desktop, and exports what it measures to Prometheus.
+
+  parcours test                 run the demo journey on the bundled demo shop, once
+  parcours test configs/        run your checks once and print each step
+  parcours check configs/       validate configs (CI: unset secrets are only warnings)
+  parcours run [configs/]       schedule the checks, serve results and /metrics"""
+EPILOG = (
+    "Each command has its own --help. "
+    "Exit codes: 0 ok, 1 a check failed, 2 bad config, 3 no browser."
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -36,7 +48,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="parcours", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="parcours",
+        description=HELP,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument(
         "--log-level",
         default=None,
@@ -265,7 +282,9 @@ def _cmd_agent(args: argparse.Namespace) -> int:
 
 def _cmd_check(args: argparse.Namespace) -> int:
     try:
-        config = load_config(args.paths)
+        # Validation runs where the secrets are not (a CI job): unset variables are warnings
+        # here and errors when the checks run.
+        config = load_config(args.paths, missing="warn")
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         print(f"{len(exc.problems)} problem(s) found", file=sys.stderr)
@@ -281,10 +300,12 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 def config_warnings(config: LoadedConfig) -> list[str]:
     """Things that are valid but probably not what the author meant."""
-    warnings = [
+    warnings = [str(problem) for problem in config.warnings]
+    warnings += [
         f"an environment value of {len(value)} characters is too short to be masked"
         for value in config.masker.too_short
     ]
+    warnings += _plain_passwords(config)
     for journey in config.journeys:
         clicks = sum(1 for step in journey.steps if step.action == "click")
         if journey.click_budget and clicks > journey.click_budget:
@@ -295,6 +316,24 @@ def config_warnings(config: LoadedConfig) -> list[str]:
                 + ")"
             )
     return warnings
+
+
+def _plain_passwords(config: LoadedConfig) -> list[str]:
+    """A password field filled with a value that is not a declared secret."""
+    found = []
+    for journey in config.journeys:
+        for step in journey.steps:
+            target, value = step.fill, step.value or ""
+            if target is None or "password" not in target.describe().lower():
+                continue
+            if "${secret:" in value or config.masker.hides(value):
+                continue
+            found.append(
+                f'{journey.source}: journey "{journey.name}", step "{step.name}" fills a password '
+                "field with a value that is not a secret: it will be shown in results and "
+                "screenshots (use ${secret:NAME})"
+            )
+    return found
 
 
 def _cmd_test(args: argparse.Namespace) -> int:

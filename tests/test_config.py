@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -12,6 +13,7 @@ import jsonschema
 import pytest
 import yaml
 
+from probes.cli import config_warnings
 from probes.config import ConfigError, load_config, load_config_text
 from probes.config.durations import parse_duration
 from probes.secrets import Masker
@@ -326,6 +328,98 @@ def test_shipped_example_configs_are_valid() -> None:
     config = load_config(["configs"], env={"SHOP_VOUCHER": "WELCOME10"})
 
     assert {j.name for j in config.journeys} == {"checkout-with-voucher"}
+    assert config.warnings == ()
+
+
+def test_check_without_the_secrets_warns_about_them_and_passes() -> None:
+    # A CI job validating configs has no production secrets.
+    config = load_config(["configs"], env={}, missing="warn")
+
+    assert [w.message for w in config.warnings] == [
+        "environment variable SHOP_VOUCHER is not set "
+        "(set it, or give a default: ${SHOP_VOUCHER:-value})"
+    ]
+    with pytest.raises(ConfigError, match="SHOP_VOUCHER is not set"):
+        load_config(["configs"], env={})  # running them needs it
+
+
+def test_parcours_check_passes_on_the_shipped_example_without_its_secrets() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "SHOP_VOUCHER"}
+    done = subprocess.run(
+        [sys.executable, "-m", "probes.cli", "check", "configs/"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=60,
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert "warning: configs/example-shop.yaml:45:" in done.stderr
+    assert "SHOP_VOUCHER is not set" in done.stderr
+
+
+def test_plain_parameters_are_shown_and_declared_secrets_masked() -> None:
+    config = load_config_text(
+        VALID.replace("http://shop.test", "${SHOP_URL}/?v=${secret:VOUCHER}"),
+        env={"SHOP_URL": "http://shop.internal:8080", "VOUCHER": "WELCOME-2026"},
+    )
+
+    assert config.journeys[0].base_url == "http://shop.internal:8080/?v=WELCOME-2026"
+    assert (
+        config.masker.mask(str(config.journeys[0].base_url)) == "http://shop.internal:8080/?v=***"
+    )
+    assert config.warnings == ()
+
+
+def test_a_parameter_named_like_a_secret_is_masked_and_asked_to_be_declared() -> None:
+    config = load_config_text(
+        VALID.replace("http://shop.test", "http://shop.test/?t=${API_TOKEN}"),
+        "shop.yaml",
+        env={"API_TOKEN": "tok-0123456789"},
+    )
+
+    assert config.masker.mask("t=tok-0123456789") == "t=***"
+    (warning,) = config.warnings
+    assert "declare it as ${secret:API_TOKEN}" in str(warning)
+    assert str(warning).startswith("shop.yaml:")
+
+
+def test_yaml_boolean_key_gets_a_quoting_hint() -> None:
+    problems = problems_of(
+        """
+        journeys:
+          - name: search
+            steps:
+              - name: submit search
+                press: Enter
+                on: {role: searchbox}
+        """
+    )
+
+    assert problems == ['shop.yaml:6: YAML reads the key on as True; quote it as "on"']
+
+
+def test_filling_a_password_field_with_a_plain_value_is_warned_about() -> None:
+    config = load_config_text(
+        """
+        journeys:
+          - name: log in
+            base_url: http://shop.test
+            steps:
+              - name: password
+                fill: {label: Password}
+                value: hunter2-plain
+              - name: password again
+                fill: {label: Password}
+                value: ${secret:SHOP_PASSWORD}
+        """,
+        "shop.yaml",
+        env={"SHOP_PASSWORD": "from-the-vault"},
+    )
+
+    (warning,) = config_warnings(config)
+    assert 'step "password" fills a password field with a value that is not a secret' in warning
 
 
 def test_defaults_apply_unless_a_journey_sets_its_own() -> None:
@@ -365,7 +459,8 @@ def test_env_substitution_with_default_and_escape() -> None:
 
 def test_values_from_the_environment_are_masked_plain_and_url_encoded() -> None:
     config = load_config_text(
-        VALID.replace("http://shop.test", "${SHOP_URL}"), env={"SHOP_URL": "http://p@ss w0rd"}
+        VALID.replace("http://shop.test", "${secret:SHOP_URL}"),
+        env={"SHOP_URL": "http://p@ss w0rd"},
     )
 
     masker = config.masker
@@ -379,7 +474,7 @@ def test_secret_in_an_error_message_is_masked() -> None:
         """
         journeys:
           - name: checkout
-            retries: ${RETRIES}
+            retries: ${secret:RETRIES}
             steps: [{name: home, goto: /}]
         """,
         env={"RETRIES": "hunter2-secret"},
@@ -441,3 +536,17 @@ def test_the_editor_schema_flags_a_typo_too() -> None:
     errors = list(jsonschema.Draft202012Validator(schema).iter_errors(typo))
 
     assert any("clikc" in error.message for error in errors)
+
+
+def test_parcours_help_speaks_to_users_not_developers() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "probes.cli", "--help"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
+    assert done.returncode == 0
+    assert "parcours test configs/" in done.stdout
+    assert "``" not in done.stdout and "nothing imports it" not in done.stdout

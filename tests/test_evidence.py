@@ -43,7 +43,7 @@ journeys:
         click: {{role: button, name: Add to cart}}
       - name: voucher
         fill: {{label: Voucher code}}
-        value: ${{SHOP_VOUCHER}}
+        value: ${{secret:SHOP_VOUCHER}}
       - name: place order
         click: {{role: button, name: Place order}}
         expect:

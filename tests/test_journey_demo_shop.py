@@ -213,16 +213,16 @@ async def test_secret_from_environment_never_appears_in_the_result(
             base_url: ${SHOP}
             steps:
               - name: landing page with voucher in the URL
-                goto: /?voucher=${SHOP_VOUCHER}
+                goto: /?voucher=${secret:SHOP_VOUCHER}
               - name: product
                 goto: /product/trail-runner
               - name: add
                 click: {test_id: add-to-cart}
               - name: type voucher
                 fill: {label: Voucher code}
-                value: ${SHOP_VOUCHER}
+                value: ${secret:SHOP_VOUCHER}
                 expect:
-                  - text: "Voucher ${SHOP_VOUCHER} accepted"
+                  - text: "Voucher ${secret:SHOP_VOUCHER} accepted"
         """,
         env={"SHOP_VOUCHER": secret},
     )

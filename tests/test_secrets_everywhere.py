@@ -49,7 +49,7 @@ JOURNEYS = {
     "stays on the form": """
       - name: voucher
         fill: {label: Voucher code}
-        value: ${SHOP_VOUCHER}
+        value: ${secret:SHOP_VOUCHER}
       - name: apply voucher
         click: {role: button, name: Apply voucher}
         timeout: 1s
@@ -58,7 +58,7 @@ JOURNEYS = {
     "submits the form": """
       - name: voucher
         fill: {label: Voucher code}
-        value: ${SHOP_VOUCHER}
+        value: ${secret:SHOP_VOUCHER}
       - name: place order
         click: {role: button, name: Place order}
 """,

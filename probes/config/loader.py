@@ -27,7 +27,7 @@ from probes.config.model import (
     merged_budgets,
 )
 from probes.config.spec import JourneySpec
-from probes.config.yaml_source import Path, YamlDocument, read_yaml
+from probes.config.yaml_source import Missing, Path, YamlDocument, read_yaml
 from probes.devices import BUILTIN_PROFILES, known_device_names
 from probes.kinds import KINDS, NO_DEVICE
 from probes.secrets import Masker
@@ -69,6 +69,7 @@ class LoadedConfig:
     journeys: tuple[JourneySpec, ...]
     masker: Masker
     files: tuple[str, ...]
+    warnings: tuple[Problem, ...] = ()
 
 
 def config_files(paths: Iterable[str | os.PathLike[str]]) -> list[FsPath]:
@@ -87,8 +88,11 @@ def load_config(
     paths: Iterable[str | os.PathLike[str]],
     env: Mapping[str, str] | None = None,
     variables: Mapping[str, str] | None = None,
+    missing: Missing = "error",
 ) -> LoadedConfig:
-    """Read every file, validate the whole, and raise ConfigError listing all problems."""
+    """Read every file, validate the whole, and raise ConfigError listing all problems.
+
+    ``missing="warn"``: unset variables are warnings (validating where secrets are not)."""
     sources: list[tuple[str, str]] = []
     problems: list[Problem] = []
     for path in config_files(paths):
@@ -100,7 +104,9 @@ def load_config(
             problems.append(Problem(str(path), 1, str(exc)))
     if not sources and not problems:
         problems.append(Problem(", ".join(map(str, paths)) or ".", 1, "no YAML config found"))
-    return _load(sources, env if env is not None else os.environ, variables or {}, problems)
+    return _load(
+        sources, env if env is not None else os.environ, variables or {}, problems, missing
+    )
 
 
 def _read_bounded(path: FsPath) -> str:
@@ -156,9 +162,10 @@ def _load(
     env: Mapping[str, str],
     variables: Mapping[str, str],
     problems: list[Problem],
+    missing: Missing = "error",
 ) -> LoadedConfig:
     with _collector_paused():
-        return _load_all(sources, env, variables, problems)
+        return _load_all(sources, env, variables, problems, missing)
 
 
 def _load_all(
@@ -166,8 +173,14 @@ def _load_all(
     env: Mapping[str, str],
     variables: Mapping[str, str],
     problems: list[Problem],
+    missing: Missing,
 ) -> LoadedConfig:
-    docs = [(name, read_yaml(text, env, variables)) for name, text in sources]
+    docs = [(name, read_yaml(text, env, variables, missing)) for name, text in sources]
+    warnings = [
+        Problem(name, w.line, w.message, _journey_name(doc.data, w.path), _format_loc(w.path))
+        for name, doc in docs
+        for w in doc.warnings
+    ]
     secrets: set[str] = set().union(*(doc.secrets for _, doc in docs))
     profiles = _Profiles()
     problems.extend(_profile_names(docs, profiles))
@@ -217,7 +230,12 @@ def _load_all(
         )
     if problems:
         raise ConfigError(problems)
-    return LoadedConfig(tuple(journeys), Masker(secrets), tuple(name for name, _ in sources))
+    return LoadedConfig(
+        tuple(journeys),
+        Masker(secrets),
+        tuple(name for name, _ in sources),
+        tuple(warnings),
+    )
 
 
 def _profile_names(docs: list[tuple[str, YamlDocument]], profiles: _Profiles) -> list[Problem]:

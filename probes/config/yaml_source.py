@@ -2,8 +2,11 @@
 
 pydantic reports errors by path (``journeys.0.steps.2.timeout``); ops need a
 line number. So the tree is composed by hand and every path remembers where
-it came from. Environment values are substituted here, once, and remembered
-as secrets so that they can be masked wherever they would be shown.
+it came from. Environment values are substituted here, once. ``${NAME}`` is a
+parameter, shown as it is (a base URL masked in every error helps nobody);
+``${secret:NAME}`` is a secret, remembered so that it is masked wherever it
+would be shown. A parameter whose name says it is a secret (PASSWORD, TOKEN,
+...) is masked all the same, and ``parcours check`` asks to declare it.
 
 Config files are input like any other, and may be hostile: nesting is
 checked on the event stream before anything is composed (libyaml's composer
@@ -16,13 +19,22 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
 Path = tuple[str | int, ...]
 
-_VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_VAR = re.compile(r"\$\$|\$\{(secret:)?([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+# Names that only a secret would have: masked even when not declared ${secret:...}.
+SECRET_LOOKING = re.compile(r"PASS|SECRET|TOKEN|API_?KEY|PRIVATE|CREDENTIAL|AUTH", re.IGNORECASE)
+# What YAML 1.1 reads as a boolean: as a key (``on:`` for press), it is never what was meant.
+_YAML11_BOOLEANS = frozenset(
+    w
+    for word in ("y", "yes", "n", "no", "on", "off", "true", "false")
+    for w in (word, word.title(), word.upper())
+)
+Missing = Literal["error", "warn"]
 MAX_DEPTH = 64  # a journey needs about 8 levels
 MAX_VALUES = 400_000  # values after alias expansion; 2,000 journeys are about 80,000
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -53,6 +65,8 @@ class YamlDocument:
     lines: dict[Path, int] = field(default_factory=dict)
     secrets: set[str] = field(default_factory=set)
     problems: list[SourceProblem] = field(default_factory=list)
+    # Valid but doubtful: a variable missing where that is allowed, an undeclared secret.
+    warnings: list[SourceProblem] = field(default_factory=list)
 
     def line_of(self, path: Path) -> int:
         """Line of the nearest enclosing value that has one (missing keys point at their parent)."""
@@ -63,8 +77,16 @@ class YamlDocument:
         return 1
 
 
-def read_yaml(text: str, env: Mapping[str, str], variables: Mapping[str, str]) -> YamlDocument:
-    """Parse one YAML document; syntax errors and hostile shapes become problems."""
+def read_yaml(
+    text: str,
+    env: Mapping[str, str],
+    variables: Mapping[str, str],
+    missing: Missing = "error",
+) -> YamlDocument:
+    """Parse one YAML document; syntax errors and hostile shapes become problems.
+
+    ``missing="warn"`` is for validating configs where their secrets are not (a CI job):
+    an unset variable is a warning and stays in the text as written."""
     try:
         _check_depth(text)
         loader = _Loader(text)
@@ -83,7 +105,7 @@ def read_yaml(text: str, env: Mapping[str, str], variables: Mapping[str, str]) -
     doc = YamlDocument(None)
     if node is not None:
         try:
-            doc.data = _Builder(loader, doc, env, variables).build(node, ())
+            doc.data = _Builder(loader, doc, env, variables, missing).build(node, ())
         except _Refused as exc:
             return YamlDocument(None, problems=[exc.problem])
     return doc
@@ -111,8 +133,10 @@ class _Builder:
         doc: YamlDocument,
         env: Mapping[str, str],
         variables: Mapping[str, str],
+        missing: Missing,
     ) -> None:
         self._loader = loader
+        self._missing = missing
         self._doc = doc
         self._env = env
         self._variables = variables
@@ -145,7 +169,7 @@ class _Builder:
             key = self._loader.construct_object(key_node)
             line = key_node.start_mark.line + 1
             if not isinstance(key, str):
-                self._doc.problems.append(SourceProblem(line, f"keys must be text, got {key!r}"))
+                self._doc.problems.append(SourceProblem(line, _key_problem(key_node, key)))
                 continue
             if key in result:
                 self._doc.problems.append(
@@ -160,22 +184,43 @@ class _Builder:
         def replace(match: re.Match[str]) -> str:
             if match.group(0) == "$$":
                 return "$"
-            name, default = match.group(1), match.group(2)
+            declared, name, default = bool(match.group(1)), match.group(2), match.group(3)
             if name in self._variables:
                 return self._variables[name]
             if name in self._env:
-                self._doc.secrets.add(self._env[name])
-                return self._env[name]
+                value = self._env[name]
+                if declared or SECRET_LOOKING.search(name):
+                    self._doc.secrets.add(value)
+                if not declared and SECRET_LOOKING.search(name):
+                    self._doc.warnings.append(
+                        SourceProblem(
+                            line,
+                            f"${{{name}}} looks like a secret and is masked; declare it as "
+                            f"${{secret:{name}}} (plain ${{NAME}} parameters are shown)",
+                            path,
+                        )
+                    )
+                return value
             if default is not None:
                 return default
-            self._doc.problems.append(
-                SourceProblem(
-                    line,
-                    f"environment variable {name} is not set "
-                    f"(set it, or give a default: ${{{name}:-value}})",
-                    path,
-                )
+            problem = SourceProblem(
+                line,
+                f"environment variable {name} is not set "
+                f"(set it, or give a default: ${{{name}:-value}})",
+                path,
             )
+            if self._missing == "warn":
+                self._doc.warnings.append(problem)
+                return match.group(0)
+            self._doc.problems.append(problem)
             return ""
 
         return _VAR.sub(replace, text)
+
+
+def _key_problem(node: yaml.Node, key: object) -> str:
+    """Why a key is refused; YAML 1.1 reads ``on:`` (press's target) as ``true:``."""
+    written = node.value if isinstance(node, yaml.ScalarNode) else None
+    if isinstance(written, str) and written in _YAML11_BOOLEANS:
+        return f'YAML reads the key {written} as {key!r}; quote it as "{written}"'
+    return f"keys must be text, got {key!r}"
