@@ -334,6 +334,7 @@ class ErrorType(enum.StrEnum):
 
     TIMEOUT = "timeout"
     ELEMENT_NOT_FOUND = "element_not_found"
+    AMBIGUOUS_LOCATOR = "ambiguous_locator"  # an action's locator matched several elements
     ASSERTION_FAILED = "assertion_failed"
     HTTP_ERROR = "http_error"
     NAVIGATION_ERROR = "navigation_error"

@@ -150,7 +150,13 @@ ARIA_ROLES = frozenset(
 
 
 class Locator(Strict):
-    """How to find an element, the way Playwright recommends (role first, CSS last)."""
+    """How to find an element, the way Playwright recommends (role first, CSS last).
+
+    Only visible elements match, and an action needs exactly one: a locator that matches
+    two buttons fails naming them, rather than clicking the first (often the wrong one).
+    ``within`` (a parent), ``has_text`` and ``exact`` narrow it down; ``nth`` picks one
+    of several visible matches (0 is the first, -1 the last).
+    """
 
     role: str | None = None
     name: str | None = None
@@ -160,6 +166,9 @@ class Locator(Strict):
     text: str | None = None
     test_id: str | None = None
     css: str | None = None
+    within: Locator | None = None
+    has_text: str | None = None
+    nth: Annotated[int, Field(ge=-100, le=100)] | None = None
 
     @model_validator(mode="after")
     def _one_kind(self) -> Locator:
@@ -181,11 +190,19 @@ class Locator(Strict):
         return self
 
     def describe(self) -> str:
-        """Short form for error messages: ``role=button[name="Add to cart"]``."""
+        """Short form for error messages: ``role=button[name="Add to cart"]``, with its scope."""
         if self.role is not None:
-            return f'role={self.role}[name="{self.name}"]' if self.name else f"role={self.role}"
-        kind = next(k for k in LOCATOR_KINDS if getattr(self, k) is not None)
-        return f'{kind}="{getattr(self, kind)}"'
+            text = f'role={self.role}[name="{self.name}"]' if self.name else f"role={self.role}"
+        else:
+            kind = next(k for k in LOCATOR_KINDS if getattr(self, k) is not None)
+            text = f'{kind}="{getattr(self, kind)}"'
+        if self.has_text is not None:
+            text += f' has_text="{self.has_text}"'
+        if self.within is not None:
+            text += f" within {self.within.describe()}"
+        if self.nth is not None:
+            text += f" nth={self.nth}"
+        return text
 
 
 class Expectation(Strict):

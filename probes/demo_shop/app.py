@@ -58,6 +58,8 @@ def create_app(faults: Faults | None = None) -> web.Application:
     app.router.add_post("/api/login", api_login)
     app.router.add_get("/api/cart", api_cart)
     app.router.add_get("/device", device, name="device")
+    app.router.add_get("/help", help_page, name="help")
+    app.router.add_get("/search", search, name="search")
     return app
 
 
@@ -105,9 +107,14 @@ def _page(title: str, body: str, script: str = "", head: str = "") -> web.Respon
 <link rel="stylesheet" href="/static/shop.css">{head}
 </head><body>
 <header class="top"><a href="/" class="brand">Parcours demo shop</a>
+<button type="button" class="menu-toggle" aria-expanded="false" aria-controls="site-nav">Menu
+</button><nav id="site-nav" class="site-nav" aria-label="Main"><a href="/help?from=header">Help</a>
+<form role="search" action="/search"><input type="search" name="q" aria-label="Search"
+ placeholder="Search the shop"></form></nav>
 <a href="/cart" class="cart-link" data-testid="cart-link">Cart</a></header>
 <main>{body}</main>
-<footer>A demo site bundled with Parcours, for synthetic monitoring.</footer>
+<footer><nav aria-label="Footer"><a href="/help?from=footer">Help</a></nav>
+A demo site bundled with Parcours, for synthetic monitoring.</footer>
 <script src="/static/shop.js" defer></script>{script}
 </body></html>"""
     return web.Response(text=document, content_type="text/html")
@@ -241,6 +248,22 @@ async def device(request: web.Request) -> web.Response:
   'viewport ' + innerWidth + 'x' + innerHeight + (matchMedia('(pointer: coarse)').matches
   ? ' touch' : ' mouse');</script>"""
     return _page("Your device", body)
+
+
+async def help_page(request: web.Request) -> web.Response:
+    """Reached from the header or the footer: two links of the same name, in two regions."""
+    came_from = "the footer" if request.query.get("from") == "footer" else "the header"
+    body = f"<h1>Help</h1><p>You came from {came_from}.</p>"
+    return _page("Help", body)
+
+
+async def search(request: web.Request) -> web.Response:
+    """Search results; the box sits in the header, behind the menu button on a phone."""
+    query = request.query.get("q", "").strip().lower()
+    found = [(s, p[0]) for s, p in PRODUCTS.items() if query and query in p[0].lower()]
+    items = "".join(f'<li><a href="/product/{s}">{html.escape(n)}</a></li>' for s, n in found)
+    heading = f"{len(found)} result" + ("" if len(found) == 1 else "s")
+    return _page("Search", f'<h1>{heading}</h1><ul class="lines">{items}</ul>')
 
 
 async def hero_image(request: web.Request) -> web.StreamResponse:

@@ -21,7 +21,7 @@ from playwright.async_api import BrowserContext, Error, Page
 
 from probes.config.model import EvidenceSettings, Locator, Step
 from probes.result import Artifact
-from probes.runners.locators import resolve
+from probes.runners.locators import all_matches
 from probes.secrets import Masker
 
 log = structlog.get_logger(__name__)
@@ -65,7 +65,7 @@ async def capture_page(
                 page.screenshot(
                     full_page=settings.full_page,
                     type="png",
-                    mask=[resolve(page, locator) for locator in secrets],
+                    mask=[all_matches(page, locator) for locator in secrets],
                     mask_color="#000000",
                     timeout=CAPTURE_TIMEOUT_SECONDS * 1000,
                 ),

@@ -20,7 +20,7 @@ from probes.config.durations import format_duration
 from probes.config.model import Expectation, Locator, Step
 from probes.result import ErrorType, first_line
 from probes.runners.failures import StepFailure
-from probes.runners.locators import resolve
+from probes.runners.locators import all_matches, ambiguity, candidates, resolve, visible
 
 COUNT_TIMEOUT_SECONDS = 1.0  # looking whether a locator matches anything, after a timeout
 
@@ -57,7 +57,19 @@ async def perform(
             ) from None
         raise await _timeout_failure(page, step, deadline, exc) from None
     except Error as exc:
+        target = _locator_of(step)
+        message = await ambiguity(page, target, exc) if target is not None else None
+        if message is not None:
+            raise StepFailure(ErrorType.AMBIGUOUS_LOCATOR, message) from None
         raise _error_failure(step, exc) from None
+
+
+def _locator_of(step: Step) -> Locator | None:
+    """The element the step acts on, if any (``press`` acts on ``on`` when given)."""
+    if step.action == "press":
+        return step.on
+    target = getattr(step, step.action)
+    return target if isinstance(target, Locator) else None
 
 
 async def _act(page: Page, step: Step, base_url: str | None, deadline: Deadline) -> None:
@@ -81,7 +93,12 @@ async def _act(page: Page, step: Step, base_url: str | None, deadline: Deadline)
         elif action == "hover":
             await target.hover(timeout=deadline.ms())
         else:
-            await target.wait_for(state=step.state or "visible", timeout=deadline.ms())
+            state = step.state or "visible"
+            if state in ("attached", "detached"):  # about the DOM, visible or not
+                wanted = _target(step)
+                target = all_matches(page, wanted)
+                target = target.nth(wanted.nth) if wanted.nth is not None else target
+            await target.wait_for(state=state, timeout=deadline.ms())
 
 
 def _target(step: Step) -> Locator:
@@ -94,24 +111,45 @@ async def _timeout_failure(
     page: Page, step: Step, deadline: Deadline, exc: PwTimeoutError
 ) -> StepFailure:
     limit = format_duration(deadline.seconds)
-    if step.action in ("goto", "press") and step.on is None:
+    locator = _locator_of(step)
+    if locator is None:
         return StepFailure(ErrorType.TIMEOUT, f"page did not load within {limit}: {page.url}")
-    locator = _target(step) if step.action != "press" else step.on
-    assert locator is not None
-    try:
-        count = await asyncio.wait_for(resolve(page, locator).count(), COUNT_TIMEOUT_SECONDS)
-    except (Error, TimeoutError):
-        count = -1
-    if count == 0:
-        return StepFailure(
-            ErrorType.ELEMENT_NOT_FOUND,
-            f"no element matches {locator.describe()} on {page.url} after {limit}",
-        )
+    missing = await _why_missing(page, locator, limit)
+    if missing is not None:
+        return StepFailure(ErrorType.ELEMENT_NOT_FOUND, missing)
     return StepFailure(
         ErrorType.TIMEOUT,
         f"{step.action} on {locator.describe()} did not complete within {limit}: "
         f"{first_line(str(exc.message))}",
     )
+
+
+async def _why_missing(page: Page, locator: Locator, limit: str) -> str | None:
+    """Tell "does not exist" from "exists but hidden" (a search box behind the menu);
+    None when the element was there and the action itself timed out."""
+    everything = all_matches(page, locator)
+    try:
+        total = await asyncio.wait_for(everything.count(), COUNT_TIMEOUT_SECONDS)
+        shown = await asyncio.wait_for(
+            everything.filter(visible=True).count(), COUNT_TIMEOUT_SECONDS
+        )
+    except (Error, TimeoutError):
+        return None
+    if total == 0:
+        return f"no element matches {locator.describe()} on {page.url} after {limit}"
+    if shown == 0:
+        listing = "; ".join(await candidates(everything))
+        return (
+            f"{locator.describe()} exists but is hidden on {page.url} after {limit} "
+            f"({total} matching, none visible: behind a menu, a banner or a closed dialog?): "
+            f"{listing}"
+        )
+    if locator.nth is not None and not -shown <= locator.nth < shown:
+        return (
+            f"nth={locator.nth} asks for more than the {shown} visible elements matching "
+            f"{locator.describe()} on {page.url}"
+        )
+    return None
 
 
 def _error_failure(step: Step, exc: Error) -> StepFailure:
@@ -132,9 +170,11 @@ async def check(page: Page, expectation: Expectation, deadline: Deadline) -> Non
         if expectation.text is not None:
             await expect(page.get_by_text(expectation.text).first).to_be_visible(timeout=timeout)
         elif expectation.visible is not None:
-            await expect(resolve(page, expectation.visible)).to_be_visible(timeout=timeout)
+            # Seeing it is what matters: any one visible match will do.
+            await expect(visible(page, expectation.visible).first).to_be_visible(timeout=timeout)
         elif expectation.hidden is not None:
-            await expect(resolve(page, expectation.hidden)).to_be_hidden(timeout=timeout)
+            # Hidden means no visible match at all.
+            await expect(visible(page, expectation.hidden)).to_have_count(0, timeout=timeout)
         elif expectation.url is not None:
             await expect(page).to_have_url(re.compile(expectation.url), timeout=timeout)
         elif expectation.title is not None:

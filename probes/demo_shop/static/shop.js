@@ -6,3 +6,10 @@ document.addEventListener("submit", (event) => {
 document.querySelectorAll(".cart-link").forEach((link) => {
   link.setAttribute("aria-label", "Cart");
 });
+document.querySelectorAll(".menu-toggle").forEach((toggle) => {
+  toggle.addEventListener("click", () => {
+    const nav = document.getElementById(toggle.getAttribute("aria-controls"));
+    const open = nav.classList.toggle("open");
+    toggle.setAttribute("aria-expanded", String(open));
+  });
+});

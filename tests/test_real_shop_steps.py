@@ -1,0 +1,115 @@
+"""What a real shop needs from the step language, proved on the demo shop's traps."""
+
+from __future__ import annotations
+
+import pytest
+
+from probes.result import ErrorType, RunResult, Status
+from tests.conftest import RunJourney
+
+pytestmark = pytest.mark.slow
+
+
+def journey(steps: str, extra: str = "") -> str:
+    """An inline journey on the demo shop with short step timeouts."""
+    return f"""
+journeys:
+  - name: real-shop
+    base_url: ${{SHOP}}
+    step_timeout: 3s
+    retries: 0{extra}
+    steps:
+{steps}
+"""
+
+
+def failure(result: RunResult) -> tuple[ErrorType | None, str]:
+    return result.error_type, str(result.error_message)
+
+
+async def test_an_ambiguous_locator_fails_naming_both_matches(run_journey: RunJourney) -> None:
+    result = await run_journey(
+        journey("""
+      - name: home
+        goto: /
+      - name: help
+        click: {role: link, name: Help}
+""")
+    )
+
+    error_type, message = failure(result)
+    assert error_type is ErrorType.AMBIGUOUS_LOCATOR, message
+    assert message.startswith('2 visible elements match role=link[name="Help"]')
+    assert '1) <a> "Help"; 2) <a> "Help"' in message
+    assert "nth:, within:" in message
+
+
+@pytest.mark.parametrize(
+    ("locator", "came_from"),
+    [
+        ("{role: link, name: Help, within: {role: contentinfo}}", "the footer"),
+        ("{role: link, name: Help, nth: 0}", "the header"),
+        ("{role: link, name: Help, nth: -1}", "the footer"),
+        ("{role: link, name: Help, within: {role: navigation, name: Main}}", "the header"),
+    ],
+)
+async def test_nth_and_within_pick_the_intended_element(
+    run_journey: RunJourney, locator: str, came_from: str
+) -> None:
+    result = await run_journey(
+        journey(f"""
+      - name: home
+        goto: /
+      - name: help
+        click: {locator}
+        expect:
+          - text: You came from {came_from}
+""")
+    )
+
+    assert result.status is Status.PASSED, result.error_message
+
+
+async def test_a_hidden_element_and_a_missing_one_get_different_messages(
+    run_journey: RunJourney,
+) -> None:
+    def search_box_named(name: str) -> str:
+        return journey(f"""
+      - name: home
+        goto: /
+      - name: search
+        fill: {{role: searchbox, name: {name}}}
+        value: trail
+        timeout: 1s
+""")
+
+    hidden = await run_journey(search_box_named("Search"), device="mobile")
+    missing = await run_journey(search_box_named("Find"), device="mobile")
+
+    error_type, message = failure(hidden)
+    assert error_type is ErrorType.ELEMENT_NOT_FOUND
+    assert 'role=searchbox[name="Search"] exists but is hidden on' in message
+    assert "(1 matching, none visible: behind a menu" in message
+    assert '<input> "Search" (hidden)' in message
+    error_type, message = failure(missing)
+    assert error_type is ErrorType.ELEMENT_NOT_FOUND
+    assert message.startswith('no element matches role=searchbox[name="Find"] on ')
+
+
+async def test_a_visible_match_is_used_while_a_hidden_duplicate_is_ignored(
+    run_journey: RunJourney,
+) -> None:
+    # On a phone the header's Help link is behind the menu: only the footer's is visible.
+    result = await run_journey(
+        journey("""
+      - name: home
+        goto: /
+      - name: help
+        click: {role: link, name: Help}
+        expect:
+          - text: You came from the footer
+"""),
+        device="mobile",
+    )
+
+    assert result.status is Status.PASSED, result.error_message
