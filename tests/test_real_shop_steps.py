@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
-import pytest
+from collections.abc import AsyncIterator
 
+import pytest
+from aiohttp import web
+
+from probes.browser import BrowserManager
+from probes.config import load_config_text
 from probes.result import ErrorType, RunResult, Status
+from probes.runners.journey import run
+from probes.runners.outcome import RunRequest
 from tests.conftest import RunJourney
+from tests.services import free_port
+from tests.test_http_checks import serve
 
 pytestmark = pytest.mark.slow
 
@@ -113,3 +122,71 @@ async def test_a_visible_match_is_used_while_a_hidden_duplicate_is_ignored(
     )
 
     assert result.status is Status.PASSED, result.error_message
+
+
+async def _dies(request: web.Request) -> web.StreamResponse:
+    """A server that dies under the request: the connection closes with no answer."""
+    assert request.transport is not None
+    request.transport.abort()
+    return web.Response()
+
+
+@pytest.fixture
+async def dying_site() -> AsyncIterator[str]:
+    """A page whose links go to a server that dies mid-request and to one that is gone."""
+    gone = free_port()
+
+    async def home(_: web.Request) -> web.Response:
+        return web.Response(
+            text=f"""<!doctype html><title>Home</title>
+<a href="/doomed">Dies mid-request</a> <a href="http://127.0.0.1:{gone}/">Gone</a>""",
+            content_type="text/html",
+        )
+
+    app = web.Application()
+    app.router.add_get("/", home)
+    app.router.add_get("/doomed", _dies)
+    runner, port = await serve(app)
+    yield f"http://127.0.0.1:{port}"
+    await runner.cleanup()
+
+
+@pytest.mark.parametrize(
+    ("link", "code"), [("Dies mid-request", "net::ERR_EMPTY_RESPONSE"), ("Gone", "net::ERR_")]
+)
+async def test_a_server_that_dies_mid_journey_is_a_navigation_error_at_once(
+    browsers: BrowserManager, dying_site: str, link: str, code: str
+) -> None:
+    config = load_config_text(
+        f"""
+journeys:
+  - name: dying
+    base_url: {dying_site}
+    step_timeout: 30s
+    retries: 0
+    steps:
+      - name: home
+        goto: /
+      - name: follow
+        click: {{role: link, name: {link}}}
+        expect:
+          - text: Never shown
+""",
+        env={},
+    )
+    result = await run(config.journeys[0], browsers, RunRequest("desktop"), config.masker)
+
+    error_type, message = failure(result)
+    assert error_type is ErrorType.NAVIGATION_ERROR, message
+    assert code in message and "GET http://127.0.0.1:" in message
+    follow = result.steps[1]
+    assert follow.duration_seconds < 5, f"waited {follow.duration_seconds:.1f}s (timeout 30 s)"
+    print(f"navigation error reported after {follow.duration_seconds:.3f}s")
+    (error_page,) = [p for p in result.browser.pages if p.step == "follow"]
+    assert (error_page.ttfb_seconds, error_page.fcp_seconds, error_page.lcp_seconds) == (
+        None,
+        None,
+        None,
+    )
+    assert error_page.ratings == {}
+    assert code in error_page.missing["lcp_seconds"]

@@ -53,6 +53,9 @@ from probes.runners.steps import Deadline, check, perform
 from probes.secrets import Masker
 
 log = structlog.get_logger(__name__)
+# Failures that explain any exception a page threw after them (a missing script's "$ is not
+# defined"): they are reported as the cause, not the exception.
+ROOT_CAUSES = frozenset({ErrorType.HTTP_ERROR, ErrorType.NAVIGATION_ERROR})
 GRACE_SECONDS = 2.0
 INTERACTIVE = frozenset(
     {"click", "fill", "select", "press", "hover"}
@@ -299,7 +302,13 @@ async def _step_body(
 
 
 def _raise_for_documents(monitor: PageMonitor, since: int) -> None:
-    """A page the step loaded answered with an HTTP error: say which and with what."""
+    """A page the step loaded failed to load (Chromium then shows its error page, which
+    must not be checked or measured as the site) or answered with an HTTP error."""
+    for document in monitor.navigation_errors(since):
+        raise StepFailure(
+            ErrorType.NAVIGATION_ERROR,
+            f"{document.method} {document.url} failed: {document.navigation_error}",
+        )
     for document in monitor.documents[since:]:
         if document.status is not None and document.status >= 400:
             raise StepFailure(
@@ -315,7 +324,7 @@ def _js_failure(
     if not monitor.step_exceptions or not spec.fail_on_js_error:
         return failure
     message = f"uncaught exception: {monitor.step_exceptions[0]}"
-    if failure is not None and failure.error_type is not ErrorType.HTTP_ERROR:
+    if failure is not None and failure.error_type not in ROOT_CAUSES:
         message += f" (then: {failure.message})"
     elif failure is not None:
         return failure

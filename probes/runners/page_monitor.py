@@ -38,6 +38,7 @@ SETTLE = "() => window.__parcours ? window.__parcours.settle() : null"
 SETTLE_TIMEOUT_SECONDS = 2.0
 MAX_LISTED = 20  # failed requests and console lines kept per page; counts stay exact
 CLS_GAP_SECONDS, CLS_WINDOW_SECONDS = 1.0, 5.0
+ERROR_PAGE = "chrome-error://"  # what Chromium shows when a page could not be loaded
 
 
 @dataclass
@@ -208,6 +209,10 @@ class PageMonitor:
         if message.type == "error" and document and len(document.console_errors) < MAX_LISTED:
             document.console_errors.append(message.text[:500])
 
+    def navigation_errors(self, since: int) -> list[DocumentRecord]:
+        """Documents loaded since index ``since`` whose navigation failed (net::ERR_...)."""
+        return [d for d in self.documents[since:] if d.navigation_error is not None]
+
     def _on_page_error(self, error: Error) -> None:
         text = f"{error.name}: {error.message}"[:500] if error.name else error.message[:500]
         self.step_exceptions.append(text)
@@ -224,6 +229,8 @@ class PageMonitor:
             return
         try:
             message = json.loads(event["payload"])
+            if str(message["url"]).startswith(ERROR_PAGE):
+                return  # Chromium's own error page: its "good" vitals are not the site's
             document = self._document_for(float(message["origin"]), str(message["url"]))
         except (ValueError, KeyError, TypeError):
             return  # not ours, or mangled: ignore rather than trust it
