@@ -190,3 +190,31 @@ journeys:
     )
     assert error_page.ratings == {}
     assert code in error_page.missing["lcp_seconds"]
+
+
+@pytest.mark.parametrize(
+    ("expectation", "on_sale", "sold_out"),
+    [
+        ("{text: In stock}", True, True),  # the substring trap: "...back in stock"
+        ("{text: In stock, exact: true}", True, False),
+        ("{text: In stock, case_sensitive: true}", True, False),
+        ('{text_matches: "^In stock$"}', True, False),
+    ],
+)
+async def test_text_checks_can_be_exact_case_sensitive_or_a_regex(
+    run_journey: RunJourney, expectation: str, on_sale: bool, sold_out: bool
+) -> None:
+    seen = {}
+    for product in ("trail-runner", "city-jacket"):
+        result = await run_journey(
+            journey(f"""
+      - name: product
+        goto: /product/{product}
+        expect:
+          - {expectation}
+""")
+        )
+        seen[product] = result.status is Status.PASSED
+        if not seen[product]:
+            assert "to be visible on" in str(result.error_message)
+    assert seen == {"trail-runner": on_sale, "city-jacket": sold_out}

@@ -206,9 +206,17 @@ class Locator(Strict):
 
 
 class Expectation(Strict):
-    """One thing the user must see after a step; exactly one key."""
+    """One thing the user must see after a step; exactly one key (and text's options).
+
+    ``text`` is a case-insensitive substring by default (Playwright's); a real page's
+    "...back in stock" contains "In stock", so ``exact: true`` (the element's whole text,
+    case-sensitive), ``case_sensitive: true`` or ``text_matches`` (a regex) say more.
+    """
 
     text: str | None = None
+    text_matches: Pattern | None = None
+    exact: bool = False
+    case_sensitive: bool = False
     visible: Locator | None = None
     hidden: Locator | None = None
     url: Pattern | None = None
@@ -216,13 +224,23 @@ class Expectation(Strict):
 
     @model_validator(mode="after")
     def _one_kind(self) -> Expectation:
-        given = [k for k in ("text", "visible", "hidden", "url", "title") if getattr(self, k)]
+        kinds = ("text", "text_matches", "visible", "hidden", "url", "title")
+        given = [k for k in kinds if getattr(self, k)]
         if len(given) != 1:
             raise ValueError(
-                "an expectation needs exactly one of text, visible, hidden, url, title; got "
+                f"an expectation needs exactly one of {', '.join(kinds)}; got "
                 f"{', '.join(given) or 'none'} (example: - text: Thank you for your order)"
             )
+        if (self.exact or self.case_sensitive) and self.text is None:
+            raise ValueError("'exact' and 'case_sensitive' only go with 'text'")
         return self
+
+    def describe_text(self) -> str:
+        """How the text is matched, for messages: ``text "In stock" (exact)``."""
+        if self.text_matches is not None:
+            return f"text matching /{self.text_matches}/"
+        mode = "exact" if self.exact else "case-sensitive" if self.case_sensitive else None
+        return f'text "{self.text}"' + (f" ({mode})" if mode else "")
 
 
 class Threshold(Strict):

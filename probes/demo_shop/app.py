@@ -32,6 +32,8 @@ PRODUCTS = {
     "day-pack": ("Day pack 20 L", 59.0, "Fits a laptop and lunch."),
 }
 PAGE_NAMES = ("home", "product", "cart", "order")
+# A real shop's trap for text checks: "In stock" is a substring of "back in stock".
+STOCK = {"city-jacket": "Sold out: back in stock next week"}
 
 
 def create_app(faults: Faults | None = None) -> web.Application:
@@ -164,6 +166,7 @@ async def product(request: web.Request) -> web.Response:
     body = f"""<article class="product"><img src="/static/product.svg" alt="{html.escape(name)}"
  width="480" height="360"><div><h1>{html.escape(name)}</h1><p>{html.escape(blurb)}</p>
 <p class="price" data-testid="price">{price:.2f} €</p>
+<p class="stock">{html.escape(STOCK.get(slug, "In stock"))}</p>
 <form method="post" action="/cart/add"><input type="hidden" name="slug" value="{slug}">
 <label>Size <select name="size"><option>40</option><option selected>42</option>
 <option>44</option></select></label>{button}</form></div></article>"""

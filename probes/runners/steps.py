@@ -167,8 +167,9 @@ async def check(page: Page, expectation: Expectation, deadline: Deadline) -> Non
     """Wait until the expectation holds, or fail saying what was there instead."""
     timeout = deadline.ms()
     try:
-        if expectation.text is not None:
-            await expect(page.get_by_text(expectation.text).first).to_be_visible(timeout=timeout)
+        if expectation.text is not None or expectation.text_matches is not None:
+            found = page.get_by_text(_text_matcher(expectation), exact=expectation.exact)
+            await expect(found.filter(visible=True).first).to_be_visible(timeout=timeout)
         elif expectation.visible is not None:
             # Seeing it is what matters: any one visible match will do.
             await expect(visible(page, expectation.visible).first).to_be_visible(timeout=timeout)
@@ -185,6 +186,14 @@ async def check(page: Page, expectation: Expectation, deadline: Deadline) -> Non
         raise _error_failure_for_check(exc) from None
 
 
+def _text_matcher(expectation: Expectation) -> str | re.Pattern[str]:
+    """What get_by_text receives: the text (substring, any case; or exact) or a regex."""
+    if expectation.text_matches is not None:
+        return re.compile(expectation.text_matches)
+    text = str(expectation.text)
+    return re.compile(re.escape(text)) if expectation.case_sensitive else text
+
+
 def _error_failure_for_check(exc: Error) -> StepFailure:
     return StepFailure(
         ErrorType.BROWSER_ERROR, f"could not check the page: {first_line(exc.message)}"
@@ -192,8 +201,8 @@ def _error_failure_for_check(exc: Error) -> StepFailure:
 
 
 async def _describe(page: Page, expectation: Expectation) -> str:
-    if expectation.text is not None:
-        return f'expected text "{expectation.text}" to be visible on {page.url}; it was not'
+    if expectation.text is not None or expectation.text_matches is not None:
+        return f"expected {expectation.describe_text()} to be visible on {page.url}; it was not"
     if expectation.visible is not None:
         return f"expected {expectation.visible.describe()} to be visible on {page.url}; it was not"
     if expectation.hidden is not None:
