@@ -113,7 +113,12 @@ STEP_DURATION = _gauge(
 PAGE_GAUGES: dict[str, Family] = {m.field: _gauge(m.metric, m.help) for m in PAGE_MEASURES}
 PAGE_FAILED = _gauge("parcours_page_failed_requests", "Requests with HTTP >= 400 or no response.")
 PAGE_ERRORS = _gauge(
-    "parcours_page_js_errors", "Uncaught exceptions and console errors on the page."
+    "parcours_page_js_errors",
+    "Uncaught exceptions of the site's own scripts and console errors on the page.",
+)
+PAGE_THIRD_PARTY_ERRORS = _gauge(
+    "parcours_page_third_party_js_errors",
+    "Uncaught exceptions thrown by other sites' scripts (widgets, ads) on the page.",
 )
 KIND_INFO = _gauge("parcours_journey_info", "1 per series, with the kind of check it runs.")
 # HTTP and TCP checks: each step's last exchange.
@@ -154,6 +159,7 @@ SERIES_FAMILIES: tuple[Family, ...] = (
     *PAGE_GAUGES.values(),
     PAGE_FAILED,
     PAGE_ERRORS,
+    PAGE_THIRD_PARTY_ERRORS,
     KIND_INFO,
     PHASE,
     HTTP_STATUS,
@@ -324,6 +330,7 @@ def _browser_lines(result: RunResult, add: Callable[[Family, str, str, float], N
                 add(family, "", step_label, float(value))
         add(PAGE_FAILED, "", step_label, float(len(page.failed_requests)))
         add(PAGE_ERRORS, "", step_label, float(len(page.js_exceptions) + len(page.console_errors)))
+        add(PAGE_THIRD_PARTY_ERRORS, "", step_label, float(len(page.third_party_js_exceptions)))
 
 
 def _exchange_lines(result: RunResult, add: Callable[[Family, str, str, float], None]) -> None:

@@ -30,7 +30,9 @@ background:#f6f6f3}header{background:#1d2433;color:#fff;padding:10px 14px}header
 text-decoration:none;font-weight:600}main{padding:12px;max-width:1100px;margin:0 auto}
 h1{font-size:1.3rem;margin:.4rem 0}h2{font-size:1.05rem;margin:1.2rem 0 .4rem}
 table{border-collapse:collapse;width:100%;background:#fff}td,th{padding:6px 8px;
-border-bottom:1px solid #e3e3de;text-align:left;vertical-align:top}th{font-size:.85rem;
+border-bottom:1px solid #e3e3de;text-align:left;vertical-align:top;overflow-wrap:anywhere}
+table.fixed{table-layout:fixed}table.fixed th:nth-child(2),table.fixed th:nth-child(3)
+{width:5.5rem}li{overflow-wrap:anywhere}th{font-size:.85rem;
 color:#555}.badge{display:inline-block;padding:1px 8px;border-radius:10px;color:#fff;
 font-size:.8rem;font-weight:600}.strip{display:flex;flex-wrap:wrap;gap:3px}.strip a{width:14px;
 height:22px;border-radius:2px;display:block}.bar{height:14px;border-radius:2px;min-width:2px}
@@ -192,10 +194,21 @@ def run_page(run: dict[str, Any], artifacts: list[str], now: float) -> web.Respo
     ]
     if links:
         parts.append(f"<p>Evidence: {' · '.join(links)}</p>")
-    parts.append(_waterfall(run, total))
+    parts.append(_waterfall(run, run["steps"], total, "Steps"))
     browser = _browser_section(run)
+    if browser and browser.get("captures"):
+        parts.append(
+            "<h2>Captured</h2><ul>"
+            + "".join(
+                f"<li>{html.escape(name)}: <code>{html.escape(str(value))}</code></li>"
+                for name, value in browser["captures"].items()
+            )
+            + "</ul>"
+        )
     if browser and browser.get("pages"):
         parts.append(_pages(browser["pages"]))
+    if browser and browser.get("cleanup"):
+        parts.append(_waterfall(run, browser["cleanup"], total, "Clean-up (not in the verdict)"))
     if run.get("exchanges"):
         parts.append(_exchanges(run))
     return layout(f"{run['journey']} run", "".join(parts))
@@ -254,9 +267,9 @@ def _exchanges(run: dict[str, Any]) -> str:
     )
 
 
-def _waterfall(run: dict[str, Any], total: float) -> str:
+def _waterfall(run: dict[str, Any], steps: list[dict[str, Any]], total: float, heading: str) -> str:
     rows = []
-    for step in run["steps"]:
+    for step in steps:
         left = 100 * max(step["started_at"] - run["started_at"], 0) / total
         width = max(100 * step["duration_seconds"] / total, 0.5)
         colour = STATUS_COLOURS.get(step["status"], "#6b7280")
@@ -269,8 +282,8 @@ def _waterfall(run: dict[str, Any], total: float) -> str:
             f"{'<div class=muted>' + message + '</div>' if message else ''}</td></tr>"
         )
     return (
-        "<h2>Steps</h2><table><tr><th>Step</th><th>Status</th><th>Time</th>"
-        "<th>Waterfall</th></tr>" + "".join(rows) + "</table>"
+        f"<h2>{html.escape(heading)}</h2><table class=fixed><tr><th>Step</th><th>Status</th>"
+        "<th>Time</th><th>Waterfall</th></tr>" + "".join(rows) + "</table>"
     )
 
 
@@ -313,6 +326,10 @@ def _pages(pages: list[dict[str, Any]]) -> str:
             )
         problems.extend(
             f"<li>JS: {html.escape(text)}</li>" for text in page.get("js_exceptions", [])
+        )
+        problems.extend(
+            f"<li>JS (third party): {html.escape(text)}</li>"
+            for text in page.get("third_party_js_exceptions", [])
         )
         problems.extend(
             f"<li>console: {html.escape(text)}</li>" for text in page.get("console_errors", [])

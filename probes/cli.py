@@ -353,7 +353,7 @@ def _cmd_test(args: argparse.Namespace) -> int:
 
 async def _test(args: argparse.Namespace) -> _TableReporter:
     from probes.browser import BrowserManager
-    from probes.demo_shop.server import demo_journey_text, start_demo_shop
+    from probes.demo_shop.server import AS_VISITED, demo_journey_text, start_demo_shop
     from probes.runners.dispatch import run_attempts
     from probes.runners.outcome import RunRequest
 
@@ -361,7 +361,7 @@ async def _test(args: argparse.Namespace) -> _TableReporter:
     if args.paths:
         config = load_config(args.paths)
     else:
-        shop = await start_demo_shop()
+        shop = await start_demo_shop(faults=AS_VISITED)
         config = load_config_text(demo_journey_text(), "<demo journey>", variables=shop.variables)
     args.scrubber.masker = config.masker
     journeys = [j for j in config.journeys if not args.journey or j.name in args.journey]
@@ -440,13 +440,15 @@ def _cmd_schema(_: argparse.Namespace) -> int:
 
 
 def _cmd_demo_shop(args: argparse.Namespace) -> int:
-    from probes.demo_shop.server import start_demo_shop
+    from probes.demo_shop.server import AS_VISITED, start_demo_shop
 
     host, _, port = args.listen.rpartition(":")
     _, _, tls_port = args.tls_listen.rpartition(":")
 
     async def serve() -> None:
-        shop = await start_demo_shop(host or "127.0.0.1", int(port), int(tls_port))
+        shop = await start_demo_shop(
+            host or "127.0.0.1", int(port), int(tls_port), faults=AS_VISITED
+        )
         print(
             f"demo shop listening on {shop.url} and {shop.tls_url} (self-signed); "
             f"faults: {shop.url}/__faults",

@@ -60,7 +60,8 @@ def _run_block(run: RunResult, style: Styler) -> str:
     if run.browser:
         header += f" · clicks {run.browser.clicks}/{run.browser.click_budget}"
     lines = [header]
-    width = max(len(step.name) for step in run.steps)
+    cleanup = run.browser.cleanup if run.browser else ()
+    width = max(len(step.name) for step in (*run.steps, *cleanup))
     for step in run.steps:
         lines.append(_step_line(step, width, style))
         lines.extend(f"      {_page_line(page)}" for page in pages if page.step == step.name)
@@ -73,6 +74,12 @@ def _run_block(run: RunResult, style: Styler) -> str:
             )
         lines.extend(_budget_line(b, "      ", style) for b in run.budgets if b.step == step.name)
     lines.extend(_budget_line(b, "  ", style) for b in run.budgets if b.step is None)
+    if run.browser and run.browser.captures:
+        captured = ", ".join(f"{k}={v}" for k, v in run.browser.captures.items())
+        lines.append(f"  captured {captured}")
+    if run.browser and run.browser.cleanup:
+        lines.append("  clean-up (not part of the verdict):")
+        lines.extend(_step_line(s, width, style) for s in run.browser.cleanup)
     if _click_finding(run):
         assert run.browser is not None
         lines.append(
@@ -110,6 +117,8 @@ def _step_line(step: StepResult, width: int, style: Styler) -> str:
         line += f"  INP {format_duration(step.interaction_seconds)}"
     if step.error_type is not None:
         line += f"  {style(step.error_type.value, 'red')}: {step.error_message}"
+    elif step.error_message:  # an optional step that was not done says why
+        line += f"  {step.error_message}"
     return line
 
 

@@ -451,7 +451,8 @@ class PageResult:
     requests: int = 0
     failed_requests: tuple[FailedRequest, ...] = ()
     console_errors: tuple[str, ...] = ()
-    js_exceptions: tuple[str, ...] = ()
+    js_exceptions: tuple[str, ...] = ()  # thrown by the site's own scripts
+    third_party_js_exceptions: tuple[str, ...] = ()  # by other sites' (widgets, ads)
     ratings: Mapping[str, str] = field(default_factory=dict)
     missing: Mapping[str, str] = field(default_factory=dict)
 
@@ -543,6 +544,10 @@ class BrowserSection:
     clicks: int
     click_budget: int
     pages: tuple[PageResult, ...] = ()
+    # Values the steps captured (an order number), secrets among them masked.
+    captures: Mapping[str, str] = field(default_factory=dict)
+    # The journey's clean-up steps, run after it whatever happened; never in the verdict.
+    cleanup: tuple[StepResult, ...] = ()
 
 
 @dataclass(frozen=True)

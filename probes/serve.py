@@ -18,7 +18,7 @@ from probes.agent.shipper import HttpShipper, ResultSink
 from probes.agent.stats import AgentStats
 from probes.browser import BrowserManager
 from probes.config import LoadedConfig, load_config, load_config_text
-from probes.demo_shop.server import RunningShop, demo_journey_text, start_demo_shop
+from probes.demo_shop.server import AS_VISITED, RunningShop, demo_journey_text, start_demo_shop
 from probes.embedded import LocalSink
 from probes.logs import SecretScrubber
 
@@ -124,7 +124,7 @@ async def run_embedded(
     ready: Callable[[str, str | None], None] | None = None,
 ) -> None:
     """`parcours run`: collector, agent (and the demo shop when given no config)."""
-    demo = None if paths else await start_demo_shop()
+    demo = None if paths else await start_demo_shop(faults=AS_VISITED)
     runner = await start_collector(CollectorSettings(data_dir), listen)
     stop = asyncio.Event()
     try:

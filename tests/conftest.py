@@ -48,13 +48,14 @@ def faults(shop: RunningShop) -> Callable[..., None]:
 
 
 def config_from(
-    yaml_text: str, shop: RunningShop | None = None, env: Mapping[str, str] | None = None
+    yaml_text: str,
+    shop: RunningShop | None = None,
+    env: Mapping[str, str] | None = None,
+    source: str = "test.yaml",
 ) -> LoadedConfig:
     """Load a config written inline in a test, with the shop's URL as ${SHOP}."""
     variables = {"SHOP": shop.url} if shop else {}
-    return load_config_text(
-        textwrap.dedent(yaml_text), "test.yaml", env=env or {}, variables=variables
-    )
+    return load_config_text(textwrap.dedent(yaml_text), source, env=env or {}, variables=variables)
 
 
 @pytest.fixture
@@ -62,9 +63,12 @@ def run_journey(browsers: BrowserManager, shop: RunningShop) -> RunJourney:
     """Run the first journey of an inline config once on one device."""
 
     async def go(
-        yaml_text: str, device: str = "desktop", env: Mapping[str, str] | None = None
+        yaml_text: str,
+        device: str = "desktop",
+        env: Mapping[str, str] | None = None,
+        source: str = "test.yaml",
     ) -> RunResult:
-        config = config_from(yaml_text, shop, env)
+        config = config_from(yaml_text, shop, env, source)
         return await run(config.journeys[0], browsers, RunRequest(device), config.masker)
 
     return go

@@ -172,7 +172,8 @@ def problems_of(yaml_text: str, env: dict[str, str] | None = None) -> list[str]:
                     click: {text: Buy}
             """,
             'shop.yaml:4: journey "checkout", steps[0]: a step needs exactly one action of '
-            "goto, click, fill, select, press, hover, wait_for; got goto, click",
+            "goto, click, fill, select, check, uncheck, press, hover, wait_for, wait_for_load, "
+            "python; got goto, click",
             id="two-actions",
         ),
         pytest.param(

@@ -86,7 +86,9 @@ async def test_each_fault_fails_the_right_step_with_the_right_error(
 ) -> None:
     faults(**switches)
 
-    result = await run_journey(demo_journey(step_timeout="2s"))
+    # The site's own exceptions fail the run when the journey says so (they degrade it by
+    # default: tests/test_real_shop_steps.py).
+    result = await run_journey(demo_journey("2s", extra="\n    js_errors: {own: fail}"))
 
     assert result.status is Status.FAILED
     assert (result.failed_step, result.error_type) == (failed_step, error_type)

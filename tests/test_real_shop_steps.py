@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import pytest
 from aiohttp import web
 
 from probes.browser import BrowserManager
 from probes.config import load_config_text
+from probes.demo_shop.app import ORDERS
+from probes.demo_shop.server import RunningShop
 from probes.result import ErrorType, RunResult, Status
 from probes.runners.journey import run
 from probes.runners.outcome import RunRequest
@@ -218,3 +221,205 @@ async def test_text_checks_can_be_exact_case_sensitive_or_a_regex(
         if not seen[product]:
             assert "to be visible on" in str(result.error_message)
     assert seen == {"trail-runner": on_sale, "city-jacket": sold_out}
+
+
+GUEST_CHECKOUT = """
+      - name: accept cookies
+        optional: true
+        click: {role: button, name: Accept all}
+      - name: open menu
+        devices: [mobile]
+        click: {role: button, name: Menu}
+      - name: search
+        fill: {role: searchbox, name: Search}
+        value: trail
+      - name: submit search
+        press: Enter
+        "on": {role: searchbox, name: Search}
+        expect:
+          - text: 1 result
+      - name: open product
+        click: {role: link, name: Trail Runner shoes, within: {role: main}}
+      - name: add to cart
+        click: {role: button, name: Add to cart}
+      - name: country
+        select: {label: Country}
+        option: Canada
+      - name: express delivery
+        check: {role: radio, name: Express}
+      - name: no newsletter
+        uncheck: {role: checkbox, name: Send me the newsletter}
+      - name: place order
+        click: {role: button, name: Place order}
+        expect:
+          - text: Express delivery to Canada
+          - text: No newsletter
+        capture:
+          order: {text: {test_id: order-id}, pattern: "Order (\\\\w+)"}
+          order_url: {url: true}
+      - name: settle
+        wait_for_load: networkidle
+"""
+CANCEL = """
+    cleanup:
+      - name: cancel the test order
+        goto: /order/{{order}}
+      - name: cancel
+        click: {role: button, name: Cancel order}
+        expect:
+          - text: is cancelled
+"""
+
+
+@pytest.mark.parametrize("device", ["mobile", "desktop"])
+async def test_a_long_guest_checkout_passes_with_its_clicks_as_a_finding_and_cleans_up(
+    run_journey: RunJourney, shop: RunningShop, faults: Callable[..., None], device: str
+) -> None:
+    faults(cookie_banner_percent=100)
+    result = await run_journey(
+        journey("      - name: home\n        goto: /\n" + GUEST_CHECKOUT, extra=CANCEL),
+        device=device,
+    )
+
+    assert result.status is Status.PASSED, result.error_message
+    names = [s.name for s in result.steps]
+    assert result.steps[1].status is Status.PASSED  # the banner was there and accepted
+    assert ("open menu" in names) is (device == "mobile")  # a step for phones only
+    clicks = 5 if device == "mobile" else 4
+    assert (result.browser.clicks, result.browser.click_budget) == (clicks, 3)
+    order = result.browser.captures["order"]
+    assert result.browser.captures["order_url"].endswith(f"/order/{order}")
+    placed = shop.app[ORDERS][order]
+    assert (placed["delivery"], placed["country"], placed["newsletter"]) == (
+        "Express",
+        "Canada",
+        False,
+    )
+    assert [s.status for s in result.browser.cleanup] == [Status.PASSED, Status.PASSED]
+    assert placed["cancelled"] is True
+    # The chat widget's exception, from another site, is recorded and changes nothing.
+    assert any(
+        "chat widget" in e for p in result.browser.pages for e in p.third_party_js_exceptions
+    )
+    assert all(p.js_exceptions == () for p in result.browser.pages)
+
+
+async def test_an_optional_step_that_is_not_there_is_skipped_quickly(
+    run_journey: RunJourney,
+) -> None:
+    result = await run_journey(
+        journey("""
+      - name: home
+        goto: /
+      - name: accept cookies
+        optional: true
+        click: {role: button, name: Accept all}
+      - name: open product
+        click: {role: link, name: Trail Runner shoes}
+""")
+    )
+
+    assert result.status is Status.PASSED, result.error_message
+    banner = result.steps[1]
+    assert banner.status is Status.SKIPPED
+    assert str(banner.error_message).startswith("optional step not done: no element matches")
+    assert result.steps[2].status is Status.PASSED
+
+
+async def test_the_cleanup_runs_after_a_failure_and_never_changes_the_verdict(
+    run_journey: RunJourney, shop: RunningShop, faults: Callable[..., None]
+) -> None:
+    result = await run_journey(
+        journey(
+            """
+      - name: product
+        goto: /product/trail-runner
+      - name: add to cart
+        click: {role: button, name: Add to cart}
+      - name: place order
+        click: {role: button, name: Place order}
+        capture:
+          order: {text: {test_id: order-id}, pattern: "Order (\\\\w+)"}
+      - name: find the gift wrap
+        click: {role: button, name: Gift wrap}
+        timeout: 1s
+""",
+            extra=CANCEL,
+        )
+    )
+
+    assert (result.status, result.failed_step) == (Status.FAILED, "find the gift wrap")
+    assert result.error_type is ErrorType.ELEMENT_NOT_FOUND
+    assert [s.name for s in result.browser.cleanup] == ["cancel the test order", "cancel"]
+    assert all(s.status is Status.PASSED for s in result.browser.cleanup)
+    assert shop.app[ORDERS][result.browser.captures["order"]]["cancelled"] is True
+
+
+async def test_a_python_step_gets_the_page_and_the_captures_and_can_capture(
+    run_journey: RunJourney, tmp_path: Path
+) -> None:
+    (tmp_path / "hooks.py").write_text(
+        "async def price(page, captures):\n"
+        "    text = await page.get_by_test_id('price').inner_text()\n"
+        "    assert captures['product'] == 'Trail Runner shoes', captures\n"
+        "    return {'price': text.split()[0]}\n"
+        "def too_dear(page, captures):\n"
+        "    assert float(captures['price']) < 50, f\"price {captures['price']} is over 50\"\n"
+    )
+    config = tmp_path / "shop.yaml"
+    steps = """
+      - name: product
+        goto: /product/trail-runner
+        capture:
+          product: {text: {css: "article h1"}}
+      - name: read the price
+        python: hooks.py:price
+      - name: affordable
+        python: hooks.py:too_dear
+"""
+    result = await run_journey(journey(steps), source=str(config))
+
+    assert result.browser.captures["price"] == "89.00"
+    assert (result.failed_step, result.error_type) == ("affordable", ErrorType.ASSERTION_FAILED)
+    assert result.error_message == "python step: price 89.00 is over 50"
+
+
+async def test_own_script_errors_degrade_and_third_party_ones_are_only_recorded(
+    run_journey: RunJourney, faults: Callable[..., None]
+) -> None:
+    faults(js_error=True)
+    steps = """
+      - name: product
+        goto: /product/trail-runner
+"""
+    default = await run_journey(journey(steps))
+    strict = await run_journey(
+        journey(steps, extra="\n    js_errors: {own: fail, third_party: fail}")
+    )
+
+    assert default.status is Status.DEGRADED, default.error_message
+    checks = {b.measure: b.value for b in default.budgets}
+    assert checks == {"js_errors": 1}
+    assert "price widget crashed" in default.browser.pages[0].js_exceptions[0]
+    assert "chat widget" in default.browser.pages[0].third_party_js_exceptions[0]
+    assert strict.status is Status.FAILED and strict.error_type is ErrorType.JS_ERROR
+
+
+async def test_broken_same_site_assets_count_against_a_failed_requests_budget(
+    run_journey: RunJourney, faults: Callable[..., None]
+) -> None:
+    faults(broken_image=True)
+    result = await run_journey(
+        journey(
+            """
+      - name: product
+        goto: /product/trail-runner
+""",
+            extra="\n    budgets: {failed_requests: {warn: 0}}",
+        )
+    )
+
+    assert result.status is Status.DEGRADED, result.error_message
+    (check,) = [b for b in result.budgets if b.measure == "failed_requests"]
+    assert (check.value, check.limit, check.step) == (1, 0, "product")
+    assert "failed_requests 1 over warn budget 0" in str(result.error_message)

@@ -12,8 +12,19 @@ from urllib.parse import urljoin
 
 import pytest
 
+from collector.pages import run_page
 from probes.browser import BrowserManager
 from probes.demo_shop.server import RunningShop
+from probes.result import (
+    BrowserSection,
+    ErrorType,
+    FailedRequest,
+    PageResult,
+    Status,
+    StepResult,
+    to_dict,
+)
+from tests import documents
 from tests.services import aget, parcours_run, wait_until
 
 pytestmark = pytest.mark.slow
@@ -116,3 +127,61 @@ async def test_status_pages_work_on_a_phone_and_a_desktop(
                 await context.close()
 
     assert problems == []
+
+
+async def test_a_real_shops_run_page_fits_a_412px_phone_without_sideways_scrolling(
+    browsers: BrowserManager,
+) -> None:
+    # What a real shop's run brings: 17 steps with long names, long URLs and messages
+    # without spaces, failed requests, third-party exceptions, captures and a clean-up.
+    long_url = "https://shop.example.com/checkout/address?" + "&".join(
+        f"field{i}=value{i}" for i in range(30)
+    )
+    name = "fill in the delivery address form with the country select and the postcode"
+    filled = [
+        StepResult(f"{name} {i}"[:80], "fill", Status.PASSED, 1000.0 + i, 0.1) for i in range(16)
+    ]
+    failing = StepResult(
+        "place order",
+        "click",
+        Status.FAILED,
+        1016.0,
+        0.5,
+        ErrorType.HTTP_ERROR,
+        f"HTTP 500 for POST {long_url}",
+    )
+    steps = (*filled, failing)
+    page = PageResult(
+        "place order",
+        long_url,
+        failed_requests=tuple(
+            FailedRequest(f"{long_url}&img={i}", "GET", 404, None, "Image") for i in range(3)
+        ),
+        third_party_js_exceptions=(f"TypeError: {'x' * 300} (from {long_url})",),
+        ttfb_seconds=0.3,
+    )
+    run = documents.result(
+        status=Status.FAILED,
+        error_type=ErrorType.HTTP_ERROR,
+        error_message=f"HTTP 500 for POST {long_url}",
+        failed_step="place order",
+        steps=steps,
+        finished_at=1017.0,
+        browser=BrowserSection(9, 3, (page,), captures={"order_url": long_url}, cleanup=steps[:2]),
+    )
+    rendered = run_page(to_dict(run), ["step-17-screenshot.png"], now=1100.0).text
+    assert rendered is not None
+    browser = await browsers.get()
+    context = await browser.new_context(
+        viewport={"width": 412, "height": 915}, is_mobile=True, device_scale_factor=2.625
+    )
+    try:
+        tab = await context.new_page()
+        await tab.set_content(rendered)
+        # A phone widens its layout viewport to fit content that overflows: compare both
+        # the document and the viewport with the phone's 412 CSS pixels.
+        widths = await tab.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+    finally:
+        await context.close()
+
+    assert widths == [412, 412], f"the run page is {widths[0]}px wide on a 412 px phone"

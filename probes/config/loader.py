@@ -24,6 +24,7 @@ from probes.config.model import (
     DeviceProfile,
     Journey,
     JourneyBudgets,
+    JsErrorPolicy,
     merged_budgets,
 )
 from probes.config.spec import JourneySpec
@@ -318,6 +319,10 @@ def _resolve(
     defaults = parsed.defaults
     devices = _pick(journey.devices, defaults.devices)
     used_devices = {d: profiles.devices[d] for d in devices if d in profiles.devices}
+    policy = _js_policy(
+        _pick(journey.js_errors, defaults.js_errors),
+        _pick(journey.fail_on_js_error, defaults.fail_on_js_error),
+    )
     used_networks = {_pick(journey.network, defaults.network)} | {
         p.network for p in used_devices.values()
     }
@@ -331,9 +336,11 @@ def _resolve(
         step_timeout=_pick(journey.step_timeout, defaults.step_timeout),
         devices=tuple(devices),
         retries=_pick(journey.retries, defaults.retries),
-        fail_on_js_error=_pick(journey.fail_on_js_error, defaults.fail_on_js_error),
+        fail_on_js_error=policy.own == "fail",
+        js_errors=policy,
         budgets=merged_budgets(defaults.budgets, journey.budgets),
         steps=tuple(journey.steps),
+        cleanup=tuple(journey.cleanup),
         source=where,
         network=_pick(journey.network, defaults.network),
         cpu_slowdown=_pick(journey.cpu_slowdown, defaults.cpu_slowdown),
@@ -341,6 +348,15 @@ def _resolve(
         evidence=journey.evidence or defaults.evidence,
         network_profiles={k: v for k, v in profiles.networks.items() if k in used_networks},
     )
+
+
+def _js_policy(policy: JsErrorPolicy | None, fail_on_js_error: bool | None) -> JsErrorPolicy:
+    """``js_errors`` as set, else the older ``fail_on_js_error`` shorthand, else defaults."""
+    if policy is not None:
+        return policy
+    if fail_on_js_error is None:
+        return JsErrorPolicy()
+    return JsErrorPolicy(own="fail" if fail_on_js_error else "record")
 
 
 def _pick(own: Any, default: Any) -> Any:
@@ -415,6 +431,21 @@ def _cross_checks(
         problems.extend(
             _unknown_devices(name, doc, index, title, journey.get("devices"), profiles=profiles)
         )
+        for section in ("steps", "cleanup"):
+            steps = journey.get(section)
+            for position, step in enumerate(steps if isinstance(steps, list) else []):
+                if isinstance(step, dict):
+                    problems.extend(
+                        _unknown_devices(
+                            name,
+                            doc,
+                            index,
+                            title,
+                            step.get("devices"),
+                            profiles=profiles,
+                            within=(section, position),
+                        )
+                    )
     return problems
 
 
@@ -486,6 +517,7 @@ def _unknown_devices(
     devices: object,
     *,
     profiles: _Profiles,
+    within: Path = (),
 ) -> list[Problem]:
     if not isinstance(devices, list):
         return []
@@ -495,7 +527,7 @@ def _unknown_devices(
         if not isinstance(device, str) or device in known:
             continue
         hint = difflib.get_close_matches(device, known, n=1)
-        path = ("journeys", index, "devices", position)
+        path = ("journeys", index, *within, "devices", position)
         problems.append(
             Problem(
                 name,

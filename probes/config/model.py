@@ -284,6 +284,9 @@ class StepBudgets(Strict):
     cls: Threshold | None = None
     transfer_bytes: CountThreshold | None = None
     requests: CountThreshold | None = None
+    # Failed requests of the page's own site (404 images, a dead script); others' beacons
+    # failing are recorded but not counted here.
+    failed_requests: CountThreshold | None = None
 
 
 class JourneyBudgets(StepBudgets):
@@ -293,13 +296,56 @@ class JourneyBudgets(StepBudgets):
     clicks: CountThreshold | None = None
 
 
-ACTIONS = ("goto", "click", "fill", "select", "press", "hover", "wait_for")
+class Capture(Strict):
+    """A value a step reads off the page (an order number), recorded in the result and
+    usable by later steps as ``{{name}}``: an element's text, an attribute, or the URL.
+    ``pattern`` keeps the regex's first group (or the whole match)."""
+
+    text: Locator | None = None
+    attribute: str | None = None
+    of: Locator | None = None
+    url: bool = False
+    pattern: Pattern | None = None
+    secret: bool = False  # masked like a configured secret (a one-time password)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Capture:
+        sources = [self.text is not None, self.attribute is not None, self.url]
+        if sum(sources) != 1:
+            raise ValueError(
+                "a capture needs exactly one of text, attribute (with of), url "
+                "(example: order: {text: {test_id: order-id}, pattern: 'Order (\\w+)'})"
+            )
+        if (self.attribute is None) != (self.of is None):
+            raise ValueError("'attribute' and 'of' go together: {attribute: href, of: {...}}")
+        return self
+
+
+CAPTURE_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
+CAPTURE_USE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+PYTHON_TARGET = r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$"
+LOAD_STATES = ("load", "domcontentloaded", "networkidle")
+ACTIONS = (
+    "goto",
+    "click",
+    "fill",
+    "select",
+    "check",
+    "uncheck",
+    "press",
+    "hover",
+    "wait_for",
+    "wait_for_load",
+    "python",
+)
 ACTION_EXTRAS: dict[str, tuple[str, ...]] = {
     "fill": ("value",),
     "select": ("option",),
     "press": ("on",),
     "wait_for": ("state",),
 }
+# An optional step (a cookie banner that is sometimes there) waits this long by default.
+OPTIONAL_TIMEOUT_SECONDS = 2.0
 
 
 class Step(Strict):
@@ -310,14 +356,28 @@ class Step(Strict):
     click: Locator | None = None
     fill: Locator | None = None
     select: Locator | None = None
+    check: Locator | None = None
+    uncheck: Locator | None = None
     press: str | None = None
     hover: Locator | None = None
     wait_for: Locator | None = None
+    wait_for_load: Literal["load", "domcontentloaded", "networkidle"] | None = None
+    python: (
+        Annotated[
+            str, Field(pattern=PYTHON_TARGET, description="module:function (or file.py:function)")
+        ]
+        | None
+    ) = None
     value: str | None = None
     option: str | None = None
     on: Locator | None = None
     state: Literal["visible", "hidden", "attached", "detached"] | None = None
     timeout: Duration | None = None
+    devices: Annotated[list[str], Field(min_length=1)] | None = None  # only on these devices
+    optional: bool = False  # not there (element missing, timeout): skipped, the run goes on
+    capture: dict[Annotated[str, Field(pattern=CAPTURE_NAME)], Capture] = Field(
+        default_factory=dict
+    )
     expect: list[Expectation] = Field(default_factory=list)
     budgets: StepBudgets | None = None
 
@@ -335,7 +395,7 @@ class Step(Strict):
                 if getattr(self, extra) is not None and action != extras_action:
                     raise ValueError(f"'{extra}' only goes with '{extras_action}', not '{action}'")
         if action == "fill" and self.value is None:
-            raise ValueError("'fill' needs a 'value' (example: value: ${SHOP_PASSWORD})")
+            raise ValueError("'fill' needs a 'value' (example: value: ${secret:SHOP_PASSWORD})")
         if action == "select" and self.option is None:
             raise ValueError("'select' needs an 'option' (its value or visible label)")
         return self
@@ -344,6 +404,38 @@ class Step(Strict):
     def action(self) -> str:
         """Which of the actions this step performs."""
         return next(a for a in ACTIONS if getattr(self, a) is not None)
+
+    def runs_on(self, device: str) -> bool:
+        """Whether this step is part of the journey on this device."""
+        return self.devices is None or device in self.devices
+
+    def captures_used(self) -> set[str]:
+        """``{{name}}`` values this step's action needs from earlier captures."""
+        texts = (self.goto, self.value, self.option, self.press)
+        return {name for text in texts if text for name in CAPTURE_USE.findall(text)}
+
+
+def _captures_before_use(steps: list[Step], known: set[str], where: str) -> set[str]:
+    """Every ``{{name}}`` a step uses was captured by an earlier step; returns all names."""
+    for step in steps:
+        for used in sorted(step.captures_used() - known):
+            raise ValueError(
+                f"{where}step '{step.name}' uses {{{{{used}}}}}, which no earlier step captures"
+            )
+        known = known | set(step.capture)
+    return known
+
+
+JsErrorAction = Literal["fail", "degrade", "record"]
+
+
+class JsErrorPolicy(Strict):
+    """What an uncaught exception does to a run, by whose script threw it. The site's own
+    degrade (a bug worth a look, not a page at 3 a.m.); third parties' (a chat widget, an
+    ad) are recorded and exported: paging on-call for someone else's bug helps nobody."""
+
+    own: JsErrorAction = "degrade"
+    third_party: JsErrorAction = "record"
 
 
 class Viewport(Strict):
@@ -427,10 +519,20 @@ class Journey(Strict):
     network: str | None = None
     cpu_slowdown: Annotated[float, Field(ge=1, le=20)] | None = None
     retries: Annotated[int, Field(ge=0, le=5)] | None = None
-    fail_on_js_error: bool | None = None
+    fail_on_js_error: bool | None = None  # shorthand: true is js_errors.own: fail
+    js_errors: JsErrorPolicy | None = None
     budgets: JourneyBudgets | None = None
     evidence: EvidenceSettings | None = None
     steps: Annotated[list[Step], Field(min_length=1)]
+    # Run after the journey whatever happened (cancel the test order), recorded apart from
+    # its steps; they never change the run's verdict.
+    cleanup: list[Step] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _captures_defined_before_use(self) -> Journey:
+        known = _captures_before_use(self.steps, set(), "")
+        _captures_before_use(self.cleanup, known, "cleanup ")
+        return self
 
 
 class Defaults(Strict):
@@ -443,7 +545,8 @@ class Defaults(Strict):
     network: str | None = None  # None: each device's own (mobile 4g, desktop unthrottled)
     cpu_slowdown: Annotated[float, Field(ge=1, le=20)] | None = None
     retries: Annotated[int, Field(ge=0, le=5)] = 1
-    fail_on_js_error: bool = True
+    fail_on_js_error: bool | None = None  # shorthand: true is js_errors.own: fail
+    js_errors: JsErrorPolicy | None = None
     base_url: str | None = None
     budgets: JourneyBudgets | None = None
     evidence: EvidenceSettings = Field(default_factory=EvidenceSettings)

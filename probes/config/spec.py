@@ -8,7 +8,14 @@ from dataclasses import dataclass, field
 from pydantic import BaseModel
 
 from probes.conditions import Network
-from probes.config.model import CLICK_RULE, DeviceProfile, EvidenceSettings, JourneyBudgets, Step
+from probes.config.model import (
+    CLICK_RULE,
+    DeviceProfile,
+    EvidenceSettings,
+    JourneyBudgets,
+    JsErrorPolicy,
+    Step,
+)
 
 
 @dataclass(frozen=True)
@@ -23,7 +30,7 @@ class JourneySpec:
     step_timeout: float
     devices: tuple[str, ...]
     retries: int
-    fail_on_js_error: bool
+    fail_on_js_error: bool  # the site's own uncaught exceptions fail the run
     budgets: JourneyBudgets
     steps: tuple[Step, ...]
     source: str
@@ -33,6 +40,8 @@ class JourneySpec:
     device_profiles: Mapping[str, DeviceProfile] = field(default_factory=dict)
     network_profiles: Mapping[str, Network] = field(default_factory=dict)
     evidence: EvidenceSettings = field(default_factory=EvidenceSettings)
+    js_errors: JsErrorPolicy = field(default_factory=JsErrorPolicy)
+    cleanup: tuple[Step, ...] = ()  # browser journeys: run after the steps, whatever happened
     # The kind's own validated settings, for kinds other than browser (HttpCheck, TcpCheck).
     settings: BaseModel | None = None
 

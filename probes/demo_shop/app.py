@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import html
 import json
+import random
 import secrets
 import time
 from pathlib import Path
@@ -49,6 +50,7 @@ def create_app(faults: Faults | None = None) -> web.Application:
     app.router.add_post("/cart/add", cart_add)
     app.router.add_post("/checkout", checkout)
     app.router.add_get("/order/{order_id}", order, name="order")
+    app.router.add_post("/order/{order_id}/cancel", cancel_order)
     app.router.add_get("/static/hero.svg", hero_image)
     app.router.add_static("/static", STATIC)
     app.router.add_get("/__faults", get_faults)
@@ -100,7 +102,32 @@ async def healthz(_: web.Request) -> web.Response:
     return web.Response(text="ok")
 
 
-def _page(title: str, body: str, script: str = "", head: str = "") -> web.Response:
+COOKIE_BANNER = """<div class="cookies" role="dialog" aria-label="Cookies">
+<p>We use cookies to remember your cart.</p>
+<button type="button" class="buy" onclick="document.cookie='consent=yes; path=/';
+this.closest('.cookies').remove()">Accept all</button></div>"""
+
+
+def _extras(request: web.Request | None) -> str:
+    """What a real shop adds to its pages: a cookie banner on some visits, and a chat
+    widget from another site (its script throws: a third party's bug, not the shop's)."""
+    if request is None:
+        return ""
+    faults = current_faults(request)
+    extras = ""
+    if "consent" not in request.cookies and random.random() * 100 < faults.cookie_banner_percent:
+        extras += COOKIE_BANNER
+    if faults.third_party_script:
+        host, _, port = request.host.partition(":")
+        other = "localhost" if host != "localhost" else "127.0.0.1"
+        extras += f'<script src="http://{other}:{port}/static/chat-widget.js" async></script>'
+    return extras
+
+
+def _page(
+    title: str, body: str, script: str = "", head: str = "", request: web.Request | None = None
+) -> web.Response:
+    extras = _extras(request)
     document = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -117,7 +144,7 @@ def _page(title: str, body: str, script: str = "", head: str = "") -> web.Respon
 <main>{body}</main>
 <footer><nav aria-label="Footer"><a href="/help?from=footer">Help</a></nav>
 A demo site bundled with Parcours, for synthetic monitoring.</footer>
-<script src="/static/shop.js" defer></script>{script}
+<script src="/static/shop.js" defer></script>{script}{extras}
 </body></html>"""
     return web.Response(text=document, content_type="text/html")
 
@@ -142,7 +169,7 @@ async def home(request: web.Request) -> web.Response:
  width="1200" height="600" fetchpriority="high" class="hero-img">
 <h1>Autumn collection</h1></section>
 <h2>Popular right now</h2><ul class="grid">{cards}</ul>"""
-    return _page("Home", body)
+    return _page("Home", body, request=request)
 
 
 async def product(request: web.Request) -> web.Response:
@@ -163,14 +190,19 @@ async def product(request: web.Request) -> web.Response:
         if faults.js_error
         else ""
     )
+    broken = (
+        '<img src="/static/size-chart.png" alt="Size chart" width="200" height="100">'
+        if faults.broken_image
+        else ""
+    )
     body = f"""<article class="product"><img src="/static/product.svg" alt="{html.escape(name)}"
  width="480" height="360"><div><h1>{html.escape(name)}</h1><p>{html.escape(blurb)}</p>
 <p class="price" data-testid="price">{price:.2f} €</p>
-<p class="stock">{html.escape(STOCK.get(slug, "In stock"))}</p>
+<p class="stock">{html.escape(STOCK.get(slug, "In stock"))}</p>{broken}
 <form method="post" action="/cart/add"><input type="hidden" name="slug" value="{slug}">
 <label>Size <select name="size"><option>40</option><option selected>42</option>
 <option>44</option></select></label>{button}</form></div></article>"""
-    return _page(name, body, script)
+    return _page(name, body, script, request=request)
 
 
 def _cart_items(request: web.Request) -> list[str]:
@@ -207,8 +239,14 @@ async def cart(request: web.Request) -> web.Response:
 <form method="post" action="/checkout">
 <label>Voucher code <input name="voucher" autocomplete="off"></label>
 <label>E-mail <input name="email" type="email" placeholder="you@example.com"></label>
+<label>Country <select name="country"><option>France</option><option>Canada</option>
+<option>Germany</option></select></label>
+<fieldset><legend>Delivery</legend>
+<label><input type="radio" name="delivery" value="standard" checked> Standard</label>
+<label><input type="radio" name="delivery" value="express"> Express</label></fieldset>
+<label><input type="checkbox" name="newsletter" checked> Send me the newsletter</label>
 <button type="submit" class="buy">Place order</button></form>"""
-    return _page("Cart", body)
+    return _page("Cart", body, request=request)
 
 
 async def checkout(request: web.Request) -> web.Response:
@@ -223,7 +261,14 @@ async def checkout(request: web.Request) -> web.Response:
     form = await request.post()
     order_id = secrets.token_hex(6)
     orders = request.app[ORDERS]
-    orders[order_id] = {"items": items, "voucher": bool(form.get("voucher"))}
+    orders[order_id] = {
+        "items": items,
+        "voucher": bool(form.get("voucher")),
+        "delivery": "Express" if form.get("delivery") == "express" else "Standard",
+        "country": str(form.get("country") or "France")[:40],
+        "newsletter": bool(form.get("newsletter")),
+        "cancelled": False,
+    }
     while len(orders) > 1000:  # bounded: the demo runs for days under a scheduler
         orders.pop(next(iter(orders)))
     response = web.HTTPSeeOther(f"/order/{order_id}")
@@ -236,10 +281,26 @@ async def order(request: web.Request) -> web.Response:
     placed = request.app[ORDERS].get(request.match_info["order_id"])
     if placed is None:
         raise web.HTTPNotFound(text="no such order")
+    order_id = html.escape(request.match_info["order_id"])
     voucher = "<p>Your voucher was applied.</p>" if placed["voucher"] else ""
+    if placed.get("cancelled"):
+        return _page("Order cancelled", f"<h1>Order {order_id} is cancelled</h1>")
+    newsletter = "" if placed.get("newsletter") else "<p>No newsletter.</p>"
     body = f"""<h1>Thank you for your order</h1>
-<p data-testid="order-id">Order {html.escape(request.match_info["order_id"])}</p>{voucher}"""
-    return _page("Order confirmed", body)
+<p data-testid="order-id">Order {order_id}</p>{voucher}
+<p>{placed["delivery"]} delivery to {html.escape(placed["country"])}.</p>{newsletter}
+<form method="post" action="/order/{order_id}/cancel">
+<button type="submit">Cancel order</button></form>"""
+    return _page("Order confirmed", body, request=request)
+
+
+async def cancel_order(request: web.Request) -> web.Response:
+    """What a monitoring journey's clean-up calls, so that test orders never ship."""
+    placed = request.app[ORDERS].get(request.match_info["order_id"])
+    if placed is None:
+        raise web.HTTPNotFound(text="no such order")
+    placed["cancelled"] = True
+    raise web.HTTPSeeOther(f"/order/{request.match_info['order_id']}")
 
 
 async def device(request: web.Request) -> web.Response:

@@ -26,6 +26,9 @@ class Faults:
     api_delay_ms: int = 0  # the JSON API answers this late
     api_malformed: bool = False  # the JSON API answers with broken JSON
     tls_delay_ms: int = 0  # HTTPS connections wait this long before their TLS handshake
+    cookie_banner_percent: int = 0  # visits without consent that get the cookie banner
+    third_party_script: bool = True  # a chat widget from another site that throws (a trap)
+    broken_image: bool = False  # the product page shows an image that answers 404
 
     def merged(self, changes: dict[str, Any]) -> Faults:
         """A copy with the given switches changed; unknown names or wrong types raise."""
@@ -43,6 +46,14 @@ class Faults:
 
 
 def _coerce(name: str, kind: object, value: Any) -> Any:
+    if name.endswith("_percent"):
+        try:
+            percent = int(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"fault '{name}' expects a percentage, got {value!r}") from None
+        if not 0 <= percent <= 100:
+            raise ValueError(f"fault '{name}' must be between 0 and 100")
+        return percent
     if kind in ("int", int):
         try:
             number = int(value)

@@ -8,11 +8,15 @@ from importlib.resources import files
 from aiohttp import web
 
 from probes.demo_shop.app import FAULTS, create_app
+from probes.demo_shop.faults import Faults
 from probes.demo_shop.tls_front import SlowHandshakeFront, self_signed_context
 
 DEMO_JOURNEY = files("probes.demo_shop").joinpath("journey.yaml")
 URL_VARIABLE = "PARCOURS_DEMO_URL"
 TLS_URL_VARIABLE = "PARCOURS_DEMO_TLS_URL"
+# The shop as a visitor meets it (`parcours run`, `parcours demo-shop`): a cookie banner on
+# half the visits. Tests start it with every switch off and turn on what they prove.
+AS_VISITED = Faults(cookie_banner_percent=50)
 
 
 @dataclass
@@ -40,9 +44,11 @@ class RunningShop:
         await self.runner.cleanup()
 
 
-async def start_demo_shop(host: str = "127.0.0.1", port: int = 0, tls_port: int = 0) -> RunningShop:
+async def start_demo_shop(
+    host: str = "127.0.0.1", port: int = 0, tls_port: int = 0, faults: Faults | None = None
+) -> RunningShop:
     """Listen on host:port over HTTP and host:tls_port over HTTPS (0 picks a free port)."""
-    app = create_app()
+    app = create_app(faults)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from probes.config.model import JourneyBudgets, Step, StepBudgets, Threshold
+from probes.config.model import JourneyBudgets, JsErrorPolicy, Step, StepBudgets, Threshold
 from probes.result import PAGE_MEASURES, BudgetCheck, PageResult, StepResult
+from probes.runners.sites import same_site
 
 # Budget name -> the PageResult field it limits, from the catalogue of measures.
 BUDGETED = {m.budget: m.field for m in PAGE_MEASURES if m.budget is not None}
@@ -14,6 +15,9 @@ UNIT_OF_BUDGET = {
     "duration": "seconds",
     "journey_duration": "seconds",
     "clicks": "count",
+    "failed_requests": "count",
+    "js_errors": "count",
+    "third_party_js_errors": "count",
 }
 
 
@@ -53,7 +57,23 @@ def check_budgets(
         for name, attribute in BUDGETED.items():
             value = getattr(page, attribute)
             found.append(over(name, getattr(limits, name), value, page.step))
+        own_failures = sum(1 for r in page.failed_requests if same_site(r.url, page.url))
+        found.append(over("failed_requests", limits.failed_requests, own_failures, page.step))
     return [check for check in found if check is not None]
+
+
+def js_error_checks(policy: JsErrorPolicy, pages: Sequence[PageResult]) -> list[BudgetCheck]:
+    """Uncaught exceptions the policy says degrade the run, as warn-level checks (limit 0),
+    so that they show, export and alert like any exceeded budget."""
+    checks = []
+    for page in pages:
+        for measure, thrown, action in (
+            ("js_errors", page.js_exceptions, policy.own),
+            ("third_party_js_errors", page.third_party_js_exceptions, policy.third_party),
+        ):
+            if thrown and action == "degrade":
+                checks.append(BudgetCheck(measure, "warn", 0, len(thrown), page.step))
+    return checks
 
 
 def _effective(journey: JourneyBudgets, step: StepBudgets | None) -> StepBudgets:

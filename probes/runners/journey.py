@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import structlog
@@ -17,7 +17,7 @@ from playwright.async_api import Browser, BrowserContext, Error, Page
 
 from probes.browser import BrowserManager, BrowserUnavailableError
 from probes.conditions import Conditions, resolve_conditions
-from probes.config.model import Step
+from probes.config.model import OPTIONAL_TIMEOUT_SECONDS, Step
 from probes.config.spec import JourneySpec
 from probes.result import (
     BrowserSection,
@@ -30,7 +30,7 @@ from probes.result import (
     first_line,
 )
 from probes.runners import dispatch
-from probes.runners.budgets import check_budgets
+from probes.runners.budgets import check_budgets, js_error_checks
 from probes.runners.evidence import (
     Evidence,
     capture_page,
@@ -49,13 +49,16 @@ from probes.runners.outcome import (
     step_result,
 )
 from probes.runners.page_monitor import INIT_SCRIPT, PageMonitor
-from probes.runners.steps import Deadline, check, perform
+from probes.runners.steps import Deadline, StepContext, check, perform, read_captures
 from probes.secrets import Masker
 
 log = structlog.get_logger(__name__)
 # Failures that explain any exception a page threw after them (a missing script's "$ is not
 # defined"): they are reported as the cause, not the exception.
 ROOT_CAUSES = frozenset({ErrorType.HTTP_ERROR, ErrorType.NAVIGATION_ERROR})
+# How an optional step is "not there": anything else (an HTTP 500) fails it like any step.
+OPTIONAL_MISSES = frozenset({ErrorType.ELEMENT_NOT_FOUND, ErrorType.TIMEOUT})
+CLEANUP_SECONDS = 30.0  # all clean-up steps together, after the journey's own deadline
 GRACE_SECONDS = 2.0
 INTERACTIVE = frozenset(
     {"click", "fill", "select", "press", "hover"}
@@ -77,7 +80,8 @@ async def run_outcome(
 
 
 def planned_steps(spec: JourneySpec) -> list[tuple[str, str]]:
-    """The journey's steps, for a run that fails before its first one."""
+    """The journey's steps, for a run that fails before its first one (those of every
+    device: the run never got far enough to know)."""
     return [(step.name, step.action) for step in spec.steps]
 
 
@@ -103,24 +107,33 @@ async def run_check(spec: JourneySpec, context: RunContext) -> RunOutcome:
         )
         return _failed_before_steps(spec, context, started, failure)
     try:
-        steps, pages, budgets, evidence = await _run_in_context(
+        ran = await _run_in_context(
             spec,
             browser_context,
             bound,
             masker,
             conditions=conditions,
-            attempt=request.attempt,
+            request=request,
             started=started,
         )
     finally:
         await _close(browser_context)
+    steps, evidence = ran.steps, ran.evidence
+    browser_section = BrowserSection(
+        _clicks(ran.planned, steps),
+        spec.click_budget,
+        tuple(ran.pages),
+        captures=dict(ran.run.captures),
+        cleanup=tuple(ran.cleanup),
+    )
     result = finish_run(
         spec,
         context,
         started=started,
         steps=steps,
-        budgets=budgets,
-        browser=BrowserSection(_clicks(spec, steps), spec.click_budget, tuple(pages)),
+        budgets=ran.budgets,
+        masker=masker.extended(ran.secrets),
+        browser=browser_section,
         conditions={
             **conditions.describe(),
             "viewport": options.get("viewport"),
@@ -169,6 +182,20 @@ def device_setup(
     return options, conditions
 
 
+@dataclass
+class _Ran:
+    """What a journey's run in its browser context produced."""
+
+    planned: list[Step]
+    steps: list[StepResult]
+    pages: list[PageResult]
+    budgets: list[BudgetCheck]
+    evidence: Evidence
+    run: StepContext
+    cleanup: list[StepResult]
+    secrets: list[str]
+
+
 async def _run_in_context(
     spec: JourneySpec,
     context: BrowserContext,
@@ -176,25 +203,27 @@ async def _run_in_context(
     masker: Masker,
     *,
     conditions: Conditions,
-    attempt: int,
+    request: RunRequest,
     started: float,
-) -> tuple[list[StepResult], list[PageResult], list[BudgetCheck], Evidence]:
+) -> _Ran:
     evidence = Evidence()
     settings = spec.evidence
+    planned = [step for step in spec.steps if step.runs_on(request.device)]
     secrets = secret_fields(spec.steps, masker)
     # A screencast frame would show a typed secret legibly: no frames when one is typed.
-    tracing = await start_trace(context, settings, attempt, screencast=not secrets)
+    tracing = await start_trace(context, settings, request.attempt, screencast=not secrets)
     await context.add_init_script(INIT_SCRIPT)
     page = await context.new_page()
     monitor = await PageMonitor.attach(context, page)
     await monitor.emulate(conditions)
     journey_deadline = time.monotonic() + spec.timeout
+    run = StepContext(spec.base_url, spec.source)
     results: list[StepResult] = []
-    for index, step in enumerate(spec.steps, start=1):
-        if results and results[-1].status in (Status.FAILED, Status.SKIPPED):
+    for index, step in enumerate(planned, start=1):
+        if any(r.status is Status.FAILED for r in results):
             results.append(_skipped(step))
             continue
-        result = await _run_step(spec, step, page, monitor, journey_deadline)
+        result = await _run_step(spec, step, page, monitor, journey_deadline, run)
         results.append(result)
         if result.status is Status.FAILED:
             bound.warning(
@@ -218,12 +247,12 @@ async def _run_in_context(
     failed = any(r.status is Status.FAILED for r in steps)
     budgets = check_budgets(
         spec.budgets,
-        steps=spec.steps,
+        steps=planned,
         step_results=steps,
         pages=pages,
-        clicks=_clicks(spec, steps),
+        clicks=_clicks(planned, steps),
         duration=time.time() - started,
-    )
+    ) + js_error_checks(spec.js_errors, pages)
     slow = bool(budgets)
     if not failed and (settings.screenshots == "always" or slow):
         await capture_page(
@@ -235,17 +264,42 @@ async def _run_in_context(
             masker=masker,
             secrets=secrets,
         )
+    cleanup = await _run_cleanup(spec, page, monitor, run, request.device)
     if tracing:
         keep = settings.trace == "always" or failed or slow
         await stop_trace(context, evidence, keep=keep, masker=masker)
-    return steps, pages, budgets, evidence
+    captured_secrets = [
+        run.captures[name]
+        for step in spec.steps
+        for name, capture in step.capture.items()
+        if capture.secret and name in run.captures
+    ]
+    return _Ran(planned, steps, pages, budgets, evidence, run, cleanup, captured_secrets)
 
 
-def _clicks(spec: JourneySpec, steps: list[StepResult]) -> int:
+async def _run_cleanup(
+    spec: JourneySpec, page: Page, monitor: PageMonitor, run: StepContext, device: str
+) -> list[StepResult]:
+    """The clean-up steps, whatever happened before (as ``finally``), on their own clock:
+    a journey that used all its time still cancels its test order."""
+    steps = [step for step in spec.cleanup if step.runs_on(device)]
+    if not steps or page.is_closed():
+        return []
+    deadline = time.monotonic() + CLEANUP_SECONDS
+    results: list[StepResult] = []
+    for step in steps:
+        if any(r.status is Status.FAILED for r in results):
+            results.append(_skipped(step))
+            continue
+        results.append(await _run_step(spec, step, page, monitor, deadline, run, cleanup=True))
+    return results
+
+
+def _clicks(steps: list[Step], results: list[StepResult]) -> int:
     """Clicks the journey actually made (a failed click did not take the customer anywhere)."""
     return sum(
         1
-        for s, r in zip(spec.steps, steps, strict=True)
+        for s, r in zip(steps, results, strict=True)
         if s.action == "click" and r.status is Status.PASSED
     )
 
@@ -258,25 +312,34 @@ def _with_interaction(result: StepResult, monitor: PageMonitor) -> StepResult:
     return replace(result, interaction_seconds=monitor.interactions_between(result.started_at, end))
 
 
-async def _run_step(
-    spec: JourneySpec, step: Step, page: Page, monitor: PageMonitor, journey_deadline: float
+async def _run_step(  # noqa: PLR0917 - the step, where it runs, and the run's shared state
+    spec: JourneySpec,
+    step: Step,
+    page: Page,
+    monitor: PageMonitor,
+    journey_deadline: float,
+    run: StepContext,
+    *,
+    cleanup: bool = False,
 ) -> StepResult:
     monitor.step = step.name
     monitor.step_exceptions.clear()
+    monitor.step_third_party_exceptions.clear()
     left = journey_deadline - time.monotonic()
-    limit = min(step.timeout or spec.step_timeout, max(left, 0.001))
+    own = step.timeout or (OPTIONAL_TIMEOUT_SECONDS if step.optional else spec.step_timeout)
+    limit = min(own, max(left, 0.001))
     deadline = Deadline(limit)
     started, clock = time.time(), time.monotonic()
     failure: StepFailure | None = None
     try:
         await asyncio.wait_for(
-            _step_body(spec, step, page, monitor, deadline), limit + GRACE_SECONDS
+            _step_body(step, page, monitor, deadline, run), limit + GRACE_SECONDS
         )
     except StepFailure as exc:
         failure = exc
     except TimeoutError:
         failure = StepFailure(ErrorType.TIMEOUT, f"step did not finish within {limit:.1f}s")
-    if failure is not None and left < (step.timeout or spec.step_timeout):
+    if failure is not None and left < own and not cleanup:
         failure = StepFailure(
             failure.error_type,
             f"{failure.message} (journey deadline of {spec.timeout:.0f}s reached)",
@@ -288,17 +351,27 @@ async def _run_step(
         failure = StepFailure(
             ErrorType.BROWSER_ERROR, f"the browser closed or crashed ({failure.message})"
         )
-    return step_result(step.name, step.action, started=started, clock=clock, failure=failure)
+    result = step_result(step.name, step.action, started=started, clock=clock, failure=failure)
+    if failure is not None and step.optional and failure.error_type in OPTIONAL_MISSES:
+        # Not there this time (a cookie banner that comes and goes): skipped, said why.
+        return replace(
+            result,
+            status=Status.SKIPPED,
+            error_type=None,
+            error_message=f"optional step not done: {failure.message}",
+        )
+    return result
 
 
 async def _step_body(
-    spec: JourneySpec, step: Step, page: Page, monitor: PageMonitor, deadline: Deadline
+    step: Step, page: Page, monitor: PageMonitor, deadline: Deadline, run: StepContext
 ) -> None:
     documents_before = len(monitor.documents)
-    await perform(page, step, spec.base_url, deadline, monitor.pending_navigation)
+    await perform(page, step, run, deadline, monitor.pending_navigation)
     _raise_for_documents(monitor, documents_before)
     for expectation in step.expect:
         await check(page, expectation, deadline)
+    await read_captures(page, step, run, deadline)
 
 
 def _raise_for_documents(monitor: PageMonitor, since: int) -> None:
@@ -320,10 +393,15 @@ def _raise_for_documents(monitor: PageMonitor, since: int) -> None:
 def _js_failure(
     spec: JourneySpec, monitor: PageMonitor, failure: StepFailure | None
 ) -> StepFailure | None:
-    """An uncaught exception is the likely root cause of whatever else went wrong."""
-    if not monitor.step_exceptions or not spec.fail_on_js_error:
+    """An uncaught exception the policy says fails the run is the likely root cause of
+    whatever else went wrong (unless a page failed to load first)."""
+    policy = spec.js_errors
+    thrown = (monitor.step_exceptions if policy.own == "fail" else []) + (
+        monitor.step_third_party_exceptions if policy.third_party == "fail" else []
+    )
+    if not thrown:
         return failure
-    message = f"uncaught exception: {monitor.step_exceptions[0]}"
+    message = f"uncaught exception: {thrown[0]}"
     if failure is not None and failure.error_type not in ROOT_CAUSES:
         message += f" (then: {failure.message})"
     elif failure is not None:

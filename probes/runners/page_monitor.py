@@ -31,6 +31,7 @@ from playwright.async_api import BrowserContext, CDPSession, ConsoleMessage, Err
 
 from probes.conditions import Conditions
 from probes.result import TIMINGS, VITAL_THRESHOLDS, FailedRequest, PageResult, rate
+from probes.runners.sites import same_site, script_url
 
 INIT_SCRIPT = (Path(__file__).with_name("vitals.js")).read_text(encoding="utf-8")
 BINDING = "__parcoursReport"
@@ -61,6 +62,7 @@ class DocumentRecord:
     failed_count: int = 0
     console_errors: list[str] = field(default_factory=list)
     js_exceptions: list[str] = field(default_factory=list)
+    third_party_js_exceptions: list[str] = field(default_factory=list)
     navigation_error: str | None = None
 
 
@@ -85,7 +87,8 @@ class PageMonitor:
         self.documents: list[DocumentRecord] = []
         self.step = ""
         self.crashed = False
-        self.step_exceptions: list[str] = []
+        self.step_exceptions: list[str] = []  # the site's own scripts', this step
+        self.step_third_party_exceptions: list[str] = []
         self._awaiting_response: DocumentRecord | None = None
 
     @classmethod
@@ -215,9 +218,17 @@ class PageMonitor:
 
     def _on_page_error(self, error: Error) -> None:
         text = f"{error.name}: {error.message}"[:500] if error.name else error.message[:500]
-        self.step_exceptions.append(text)
-        if self.current is not None and len(self.current.js_exceptions) < MAX_LISTED:
-            self.current.js_exceptions.append(text)
+        document = self.current
+        source = script_url(error.stack or "")
+        if source is not None and document is not None and not same_site(source, document.url):
+            text = f"{text} (from {source})"[:500]
+            self.step_third_party_exceptions.append(text)
+            listed = document.third_party_js_exceptions
+        else:
+            self.step_exceptions.append(text)
+            listed = document.js_exceptions if document is not None else []
+        if len(listed) < MAX_LISTED:
+            listed.append(text)
 
     def _on_crash(self, _: Page) -> None:
         self.crashed = True
@@ -313,6 +324,7 @@ class PageMonitor:
             failed_requests=tuple(doc.failed),
             console_errors=tuple(doc.console_errors),
             js_exceptions=tuple(doc.js_exceptions),
+            third_party_js_exceptions=tuple(doc.third_party_js_exceptions),
             ratings=ratings,
             missing=missing,
             **values,

@@ -11,14 +11,16 @@ import asyncio
 import re
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from urllib.parse import urljoin
 
 from playwright.async_api import Error, Page, expect
 from playwright.async_api import TimeoutError as PwTimeoutError
 
 from probes.config.durations import format_duration
-from probes.config.model import Expectation, Locator, Step
-from probes.result import ErrorType, first_line
+from probes.config.model import CAPTURE_USE, Capture, Expectation, Locator, Step
+from probes.result import ErrorType, first_line, shorten
+from probes.runners import python_step
 from probes.runners.failures import StepFailure
 from probes.runners.locators import all_matches, ambiguity, candidates, resolve, visible
 
@@ -40,13 +42,13 @@ class Deadline:
 async def perform(
     page: Page,
     step: Step,
-    base_url: str | None,
+    run: StepContext,
     deadline: Deadline,
     pending_navigation: Callable[[], str | None],
 ) -> None:
     """Do the step's action, then wait for any page it started loading."""
     try:
-        await _act(page, step, base_url, deadline)
+        await _act(page, step, run, deadline)
         await page.wait_for_load_state("load", timeout=deadline.ms())
     except PwTimeoutError as exc:
         waiting = pending_navigation()
@@ -72,33 +74,116 @@ def _locator_of(step: Step) -> Locator | None:
     return target if isinstance(target, Locator) else None
 
 
-async def _act(page: Page, step: Step, base_url: str | None, deadline: Deadline) -> None:
+@dataclass
+class StepContext:
+    """What a step may use besides the page: the journey's base URL and where its config
+    lives, and the values earlier steps captured (which a step may add to)."""
+
+    base_url: str | None
+    source: str = ""
+    captures: dict[str, str] = field(default_factory=dict)
+
+    def fill(self, text: str) -> str:
+        """``{{name}}`` replaced by its captured value (checked at load to exist)."""
+        return CAPTURE_USE.sub(lambda m: self.captures.get(m[1], ""), text)
+
+
+async def _act(page: Page, step: Step, run: StepContext, deadline: Deadline) -> None:
     action = step.action
     if action == "goto":
-        url = urljoin(base_url, step.goto) if base_url else str(step.goto)
+        path = run.fill(str(step.goto))
+        url = urljoin(run.base_url, path) if run.base_url else path
         await page.goto(url, timeout=deadline.ms(), wait_until="load")
     elif action == "press":
+        key = run.fill(str(step.press))
         if step.on is not None:
-            await resolve(page, step.on).press(str(step.press), timeout=deadline.ms())
+            await resolve(page, step.on).press(key, timeout=deadline.ms())
         else:
-            await page.keyboard.press(str(step.press))
+            await page.keyboard.press(key)
+    elif action == "wait_for_load":
+        await page.wait_for_load_state(step.wait_for_load, timeout=deadline.ms())
+    elif action == "python":
+        function = python_step.load(str(step.python), run.source)
+        run.captures.update(
+            await asyncio.wait_for(
+                python_step.call(function, page, run.captures), deadline.ms() / 1000
+            )
+        )
     else:
-        target = resolve(page, _target(step))
-        if action == "click":
-            await target.click(timeout=deadline.ms())
-        elif action == "fill":
-            await target.fill(str(step.value), timeout=deadline.ms())
-        elif action == "select":
-            await target.select_option(str(step.option), timeout=deadline.ms())
-        elif action == "hover":
-            await target.hover(timeout=deadline.ms())
+        await _on_element(page, step, run, deadline)
+
+
+async def _on_element(page: Page, step: Step, run: StepContext, deadline: Deadline) -> None:
+    action, target = step.action, resolve(page, _target(step))
+    if action == "click":
+        await target.click(timeout=deadline.ms())
+    elif action == "fill":
+        await target.fill(run.fill(str(step.value)), timeout=deadline.ms())
+    elif action == "select":
+        await target.select_option(run.fill(str(step.option)), timeout=deadline.ms())
+    elif action == "check":
+        await target.check(timeout=deadline.ms())
+    elif action == "uncheck":
+        await target.uncheck(timeout=deadline.ms())
+    elif action == "hover":
+        await target.hover(timeout=deadline.ms())
+    else:
+        state = step.state or "visible"
+        if state in ("attached", "detached"):  # about the DOM, visible or not
+            wanted = _target(step)
+            target = all_matches(page, wanted)
+            target = target.nth(wanted.nth) if wanted.nth is not None else target
+        await target.wait_for(state=state, timeout=deadline.ms())
+
+
+async def read_captures(page: Page, step: Step, run: StepContext, deadline: Deadline) -> None:
+    """Read what the step captures off the page, into the run's captures."""
+    for name, capture in step.capture.items():
+        if capture.url:
+            raw: str | None = page.url
+        elif capture.text is not None:
+            raw = await _read(page, capture.text, deadline, None)
         else:
-            state = step.state or "visible"
-            if state in ("attached", "detached"):  # about the DOM, visible or not
-                wanted = _target(step)
-                target = all_matches(page, wanted)
-                target = target.nth(wanted.nth) if wanted.nth is not None else target
-            await target.wait_for(state=state, timeout=deadline.ms())
+            raw = await _read(page, _capture_of(capture), deadline, capture.attribute)
+        value = _matched(raw, capture.pattern)
+        if value is None:
+            raise StepFailure(
+                ErrorType.ASSERTION_FAILED,
+                f"capture '{name}' found nothing"
+                + (f" matching /{capture.pattern}/ in {shorten(raw, 120)!r}" if raw else "")
+                + f" on {page.url}",
+            )
+        run.captures[name] = value
+
+
+def _capture_of(capture: Capture) -> Locator:
+    assert capture.of is not None  # guaranteed by Capture validation
+    return capture.of
+
+
+async def _read(page: Page, locator: Locator, deadline: Deadline, attribute: str | None) -> str:
+    target = resolve(page, locator)
+    try:
+        if attribute is not None:
+            return await target.get_attribute(attribute, timeout=deadline.ms()) or ""
+        return await target.inner_text(timeout=deadline.ms())
+    except PwTimeoutError:
+        missing = await _why_missing(page, locator, format_duration(deadline.seconds))
+        raise StepFailure(
+            ErrorType.ELEMENT_NOT_FOUND, missing or f"could not read {locator.describe()}"
+        ) from None
+
+
+def _matched(raw: str | None, pattern: str | None) -> str | None:
+    """The captured value: the regex's first group, or its whole match, or the raw text."""
+    if raw is None:
+        return None
+    if pattern is None:
+        return raw.strip() or None
+    found = re.search(pattern, raw)
+    if found is None:
+        return None
+    return found.group(1) if found.groups() else found.group(0)
 
 
 def _target(step: Step) -> Locator:
