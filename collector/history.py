@@ -256,7 +256,8 @@ class RunHistory:
         return json.loads(row[0]) if row else None
 
     async def availability(self, since: float) -> dict[tuple[str, str, str], float]:
-        """Share of runs that worked (passed or degraded) per series since a time."""
+        """Share of scheduled runs that worked (passed or degraded) per series since a time:
+        the last attempt of each (an attempt a retry followed is not counted)."""
         ratios: dict[tuple[str, str, str], float] = await self._call(self._availability_sync, since)
         return ratios
 
@@ -265,7 +266,9 @@ class RunHistory:
         cursor = self._conn.execute(
             """SELECT journey, location, device,
                       AVG(CASE WHEN status = 'failed' THEN 0.0 ELSE 1.0 END)
-               FROM runs WHERE started_at >= ? GROUP BY journey, location, device""",
+               FROM runs WHERE started_at >= ?
+                 AND COALESCE(json_extract(document, '$.final'), 1) = 1
+               GROUP BY journey, location, device""",
             (since,),
         )
         return {(j, loc, d): ratio for j, loc, d, ratio in cursor}

@@ -54,7 +54,10 @@ def _gauge(name: str, text: str) -> Family:
 
 JOURNEY_GAUGES: dict[str, tuple[Family, Callable[[RunResult], float]]] = {
     "success": (
-        _gauge("parcours_journey_success", "1 if the last run passed or was degraded."),
+        _gauge(
+            "parcours_journey_success",
+            "1 if the last scheduled run passed or was degraded (after its retries).",
+        ),
         lambda r: 1.0 if r.success else 0.0,
     ),
     "degraded": (
@@ -140,6 +143,11 @@ PROBE_CERT_EXPIRY = _gauge(
     "blackbox_exporter-compatible: earliest certificate expiry of the check (Unix time).",
 )
 RUNS = Family("parcours_journey_runs_total", "counter", "Runs by outcome (every attempt).")
+SCHEDULED = Family(
+    "parcours_journey_scheduled_runs_total",
+    "counter",
+    "Scheduled runs by the outcome of their last attempt (a passing retry is a pass).",
+)
 FAILURES = Family(
     "parcours_journey_failures_total", "counter", "Failed runs by step and error type."
 )
@@ -167,6 +175,7 @@ SERIES_FAMILIES: tuple[Family, ...] = (
     CERT_EXPIRY,
     PROBE_CERT_EXPIRY,
     RUNS,
+    SCHEDULED,
     FAILURES,
     DURATIONS,
 )
@@ -277,8 +286,11 @@ def render_series(series: SeriesState) -> dict[str, str]:
         label_text = "{" + base + extra + "}"
         lines.setdefault(family.name, []).append(f"{family.name}{suffix}{label_text} {value!r}\n")
 
-    for family, read in JOURNEY_GAUGES.values():
-        add(family, "", "", read(result))
+    for key, (family, read) in JOURNEY_GAUGES.items():
+        value = read(result)
+        if key == "success" and series.scheduled_success is not None:
+            value = 1.0 if series.scheduled_success else 0.0  # a retry pending keeps the last
+        add(family, "", "", value)
     if result.status is Status.FAILED:
         error = result.error_type.value if result.error_type else "unknown"
         add(FAILED_STEP, "", _extra(step=result.failed_step or "", error_type=error), 1.0)
@@ -302,6 +314,8 @@ def render_series(series: SeriesState) -> dict[str, str]:
     _exchange_lines(result, add)
     for status, count in sorted(series.runs.items()):
         add(RUNS, "", _extra(status=status), float(count))
+    for status, count in sorted(series.scheduled.items()):
+        add(SCHEDULED, "", _extra(status=status), float(count))
     for (step_name, error), count in sorted(series.failures.items()):
         add(FAILURES, "", _extra(step=step_name, error_type=error), float(count))
     for bound, count in series.durations.cumulative():

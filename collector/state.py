@@ -58,6 +58,11 @@ class SeriesState:
     failures: Counter[tuple[str, str]] = field(default_factory=Counter)  # (step, error type)
     durations: Histogram = field(default_factory=lambda: Histogram(JOURNEY_BUCKETS))
     consecutive_failures: int = 0  # scheduled runs (first attempts) failed in a row
+    # Scheduled runs by the outcome of their last attempt, and whether the latest worked:
+    # availability is about scheduled runs, not attempts (a passing retry is a pass).
+    scheduled: Counter[str] = field(default_factory=Counter)
+    scheduled_success: bool | None = None
+    _last_final_at: float = float("-inf")
 
     def count(self, result: RunResult) -> None:
         """Count a run (every attempt) and keep it if it is the newest."""
@@ -68,6 +73,11 @@ class SeriesState:
         elif result.attempt == 1:  # a retry is the same scheduled run, not another one
             self.consecutive_failures += 1
         self.runs[result.status.value] += 1
+        if result.final:
+            self.scheduled[result.status.value] += 1
+            if result.started_at >= self._last_final_at:
+                self._last_final_at = result.started_at
+                self.scheduled_success = result.success
         if result.status is Status.FAILED:
             error = result.error_type.value if result.error_type else "unknown"
             self.failures[(result.failed_step or "", error)] += 1

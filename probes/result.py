@@ -577,6 +577,9 @@ class RunResult:
     run_url: str | None = None  # the collector's page for this run
     browser: BrowserSection | None = None  # browser journeys (version 2; top-level in 1)
     exchanges: tuple[Exchange, ...] = ()  # HTTP and TCP checks (version 2)
+    # False when a retry of the same scheduled run follows this attempt: availability
+    # counts scheduled runs (a retry that passes makes its scheduled run a pass).
+    final: bool = True
     schema_version: int = field(default=SCHEMA_VERSION, metadata={"skip": True})
 
     @property

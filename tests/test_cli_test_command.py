@@ -173,6 +173,7 @@ journeys:
     assert [d["status"] for d in json.loads(once.stdout)] == ["failed"]
     runs = json.loads(with_retry.stdout)
     assert [(d["attempt"], d["status"]) for d in runs] == [(1, "failed"), (2, "passed")]
+    assert [d["final"] for d in runs] == [False, True]  # one scheduled run, and it passed
     assert with_retry.returncode == 0, "the retry passed: the agent would not page either"
     assert answered == [500, 200, 500]
 
@@ -198,6 +199,7 @@ journeys:
         (2, "connection_error"),
     ] * 2
     assert len({d["run_id"] for d in runs}) == 4
+    assert [d["final"] for d in runs] == [False, True] * 2  # the last attempt has the say
 
 
 @pytest.mark.parametrize(

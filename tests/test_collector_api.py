@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -360,3 +361,51 @@ async def test_an_alert_link_with_hostile_filters_finds_nothing_and_says_so(
         assert answer.headers["Location"] == "/status/journeys/checkout", query
     bad = await client.get("/status/journeys/checkout/latest-failure?status=%00")
     assert bad.status == 400 and "status must be failed or degraded" in await bad.text()
+
+
+async def test_availability_counts_scheduled_runs_not_attempts_in_pages_and_metrics(
+    client: TestClient[Any, Any],
+) -> None:
+    # Five scheduled runs in seven attempts: pass; fail then a passing retry; pass; fail
+    # then a failing retry; fail with no retry left. Three of five scheduled runs worked
+    # (attempts would say three of seven).
+    now = time.time() - 600
+    attempts = [
+        result("s1", started_at=now, finished_at=now + 1),
+        replace(failed("s2a", now + 60), final=False),
+        replace(result("s2b", started_at=now + 62, finished_at=now + 63), attempt=2),
+        result("s3", started_at=now + 120, finished_at=now + 121),
+        replace(failed("s4a", now + 180), final=False),
+        replace(failed("s4b", now + 182), attempt=2),
+        failed("s5", now + 240),
+    ]
+    for attempt in attempts:
+        response = await client.post("/api/v1/results", json=to_dict(attempt))
+        assert response.status == 200, await response.text()
+    await client.app[HISTORY].flush()
+
+    found = await samples(client)
+    scheduled = {
+        status: value(found, "parcours_journey_scheduled_runs_total", **SERIES, status=status)
+        for status in ("passed", "failed")
+    }
+    assert scheduled == {"passed": 3.0, "failed": 2.0}
+    assert value(found, "parcours_journey_runs_total", **SERIES, status="failed") == 4.0
+    ratios = await client.app[HISTORY].availability(now - 1)
+    assert ratios[("checkout", "paris", "mobile")] == pytest.approx(3 / 5)
+    page = await (await client.get("/status")).text()
+    assert "<td>60.0 %</td>" in page
+
+
+async def test_a_failed_attempt_with_a_retry_to_come_keeps_the_last_scheduled_outcome(
+    client: TestClient[Any, Any],
+) -> None:
+    passed = result("ok", started_at=1000.0, finished_at=1001.0)
+    await client.post("/api/v1/results", json=to_dict(passed))
+    await client.post("/api/v1/results", json=to_dict(replace(failed("f1", 2000.0), final=False)))
+
+    found = await samples(client)
+    assert value(found, "parcours_journey_success", **SERIES) == 1.0  # until the retry says
+    await client.post("/api/v1/results", json=to_dict(replace(failed("f2", 2002.0), attempt=2)))
+    found = await samples(client)
+    assert value(found, "parcours_journey_success", **SERIES) == 0.0

@@ -84,6 +84,8 @@ async def run_attempts(
         ):
             outcome = await run_check(spec, this, masker, browsers)
         result = outcome.result
+        if not result.success and attempt < attempts:  # another attempt of this scheduled run
+            result = replace(result, final=False)
         await reporter.submit(result, outcome.blobs)
         if result.success:
             break
