@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import sys
+import tempfile
 from collections.abc import Coroutine, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -93,7 +94,8 @@ def _parser() -> argparse.ArgumentParser:
     test.add_argument(
         "--artifacts",
         metavar="DIR",
-        help="write screenshots, HTML and traces to DIR/RUN_ID/ (default: dropped)",
+        help="write screenshots, HTML and traces to DIR/RUN_ID/ (default: a new temporary "
+        "directory, printed when a run leaves evidence)",
     )
     test.set_defaults(handler=_cmd_test)
 
@@ -347,6 +349,10 @@ def _cmd_test(args: argparse.Namespace) -> int:
         from probes.report import render
 
         print(render(results, colour=sys.stdout.isatty()), end="")
+        if args.repeat > 1:
+            from probes.report import render_repeats
+
+            print(render_repeats(results), end="")
     # A run whose retry passed is not a failure (the agent would not page either).
     return EXIT_FAILED if any(r.status is Status.FAILED for r in table.finals) else EXIT_OK
 
@@ -395,25 +401,21 @@ class _TableReporter:
     """``parcours test``'s reporter: keeps each result for the table, artifacts on disk."""
 
     def __init__(self, folder: str | None) -> None:
-        self.folder = folder
+        self.folder = folder  # made in the temporary directory on first evidence when None
         self.results: list[RunResult] = []  # every attempt, for the table
         self.finals: list[RunResult] = []  # each run's last attempt, for the exit code
 
     async def submit(self, result: RunResult, blobs: Mapping[str, bytes]) -> None:
         self.results.append(result)
+        if blobs and self.folder is None:
+            # A failed run's evidence is what one runs `parcours test` for: kept by default.
+            self.folder = await asyncio.to_thread(tempfile.mkdtemp, prefix="parcours-test-")
         await _keep_artifacts(self.folder, result.run_id, blobs)
 
 
 async def _keep_artifacts(folder: str | None, run_id: str, blobs: Mapping[str, bytes]) -> None:
-    """Write a run's artifacts under ``folder``, or say that they were captured and dropped."""
-    if not blobs:
-        return
-    if folder is None:
-        names = ", ".join(sorted(blobs))
-        print(
-            f"parcours: run {run_id} captured {names}; use --artifacts DIR to keep them",
-            file=sys.stderr,
-        )
+    """Write a run's artifacts under ``folder``/RUN_ID and say where."""
+    if not blobs or folder is None:
         return
     target = Path(folder) / run_id
 

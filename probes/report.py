@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import statistics
 from collections.abc import Iterable
 
 from probes.config.durations import format_duration
@@ -177,3 +179,34 @@ def _value(measure: str, value: float) -> str:
     if unit == "score":
         return f"{value:.3f}"
     return format_duration(value)
+
+
+def render_repeats(results: Iterable[RunResult]) -> str:
+    """After ``--repeat N``: each step's median and p95 over the runs, per journey and
+    device, and how many runs passed: a flaky or slow step shows here, not in one run."""
+    groups: dict[tuple[str, str], list[RunResult]] = {}
+    for run in results:
+        if run.final:
+            groups.setdefault((run.journey, run.device), []).append(run)
+    lines = []
+    for (journey, device), runs in groups.items():
+        worked = sum(1 for r in runs if r.success)
+        lines.append(f"{journey} · {device}: {worked}/{len(runs)} runs worked")
+        durations: dict[str, list[float]] = {}
+        for run in runs:
+            for step in run.steps:
+                if step.status is not Status.SKIPPED:
+                    durations.setdefault(step.name, []).append(step.duration_seconds)
+        width = max((len(name) for name in durations), default=0)
+        for name, values in durations.items():
+            lines.append(
+                f"  {name:<{width}}  median {format_duration(statistics.median(values)):>7}"
+                f"  p95 {format_duration(_p95(values)):>7}  ({len(values)} runs)"
+            )
+    return "\n" + "\n".join(lines) + "\n" if lines else ""
+
+
+def _p95(values: list[float]) -> float:
+    """The 95th percentile by nearest rank (of 10 runs, the slowest but none)."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -217,3 +219,49 @@ def test_a_bad_repeat_or_retries_is_refused_before_anything_runs(
 
     assert done.returncode == 2
     assert says in done.stderr and "Traceback" not in done.stderr
+
+
+async def test_repeat_prints_each_steps_median_and_p95_and_keeps_failure_evidence(
+    shop: RunningShop, tmp_path: Path
+) -> None:
+    config = tmp_path / "shop.yaml"
+    config.write_text(
+        f"""
+defaults: {{devices: [desktop], step_timeout: 2s}}
+journeys:
+  - name: browse
+    base_url: {shop.url}
+    steps:
+      - name: home
+        goto: /
+      - name: product
+        click: {{role: link, name: Trail Runner shoes}}
+  - name: broken
+    base_url: {shop.url}
+    steps:
+      - name: product
+        goto: /product/trail-runner?hide_add_to_cart=1
+      - name: add to cart
+        click: {{test_id: add-to-cart}}
+"""
+    )
+
+    done = await _in_thread(lambda: parcours("test", str(config), "--repeat", "3"))
+
+    assert done.returncode == 1
+    assert "browse · desktop: 3/3 runs worked" in done.stdout
+    assert "broken · desktop: 0/3 runs worked" in done.stdout
+    assert re.search(r"  home +median +\d+ms +p95 +\d+ms +\(3 runs\)", done.stdout), done.stdout
+    kept = re.findall(r"parcours: run (\w+): (.+) in (/\S+)", done.stderr)
+    assert len(kept) == 3, done.stderr  # every failed run's evidence, kept without asking
+    folders = {Path(folder) for _, _, folder in kept}
+    try:
+        for run_id, names, folder in kept:
+            assert Path(folder).name == run_id
+            assert Path(folder).parent.name.startswith("parcours-test-")
+            written = await _in_thread(lambda f=folder: {p.name for p in Path(f).iterdir()})
+            assert written == set(names.split(", "))
+            assert any(name.endswith(".png") for name in names.split(", "))
+    finally:
+        for folder in folders:
+            shutil.rmtree(folder.parent, ignore_errors=True)
