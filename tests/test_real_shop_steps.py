@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -10,9 +11,9 @@ from aiohttp import web
 
 from probes.browser import BrowserManager
 from probes.config import load_config_text
-from probes.demo_shop.app import ORDERS
+from probes.demo_shop.app import DELAYS, ORDERS
 from probes.demo_shop.server import RunningShop
-from probes.result import ErrorType, RunResult, Status
+from probes.result import ErrorType, RunResult, Status, to_dict
 from probes.runners.journey import run
 from probes.runners.outcome import RunRequest
 from tests.conftest import RunJourney
@@ -423,3 +424,49 @@ async def test_broken_same_site_assets_count_against_a_failed_requests_budget(
     (check,) = [b for b in result.budgets if b.measure == "failed_requests"]
     assert (check.value, check.limit, check.step) == (1, 0, "product")
     assert "failed_requests 1 over warn budget 0" in str(result.error_message)
+
+
+async def test_a_3_5_s_product_page_is_degraded_by_the_default_budget(
+    run_journey: RunJourney, shop: RunningShop
+) -> None:
+    result = await run_journey(
+        journey("""
+      - name: product
+        goto: /product/trail-runner?delay_ms=3500
+        timeout: 15s
+""")
+    )
+
+    assert shop.app[DELAYS]["product"] >= 3.5  # what the shop itself slept
+    assert result.status is Status.DEGRADED, result.error_message
+    (budget,) = [b for b in result.budgets if b.measure == "page_load"]
+    assert (budget.level, budget.limit, budget.step) == ("warn", 3.0, "product")
+    assert budget.value >= 3.5
+
+
+async def test_a_parameter_is_shown_in_errors_and_a_secret_is_masked(
+    run_journey: RunJourney, shop: RunningShop, faults: Callable[..., None]
+) -> None:
+    faults(checkout_500=True)
+    result = await run_journey(
+        """
+journeys:
+  - name: checkout
+    base_url: ${SHOP_BASE}
+    retries: 0
+    steps:
+      - name: product
+        goto: /product/trail-runner
+      - name: add to cart
+        click: {role: button, name: Add to cart}
+      - name: voucher
+        fill: {label: Voucher code}
+        value: ${secret:VOUCHER}
+      - name: place order
+        click: {role: button, name: Place order}
+""",
+        env={"SHOP_BASE": shop.url, "VOUCHER": "WELCOME-2026-secret"},
+    )
+
+    assert result.error_message == f"HTTP 500 for POST {shop.url}/checkout"
+    assert "WELCOME-2026-secret" not in json.dumps(to_dict(result))
