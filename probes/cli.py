@@ -374,6 +374,9 @@ async def _test(args: argparse.Namespace) -> _TableReporter:
     if args.journey and not journeys:
         names = ", ".join(j.name for j in config.journeys)
         raise ConfigError([_unknown("journey", args.journey, names)])
+    if args.device and not any(d in args.device for j in journeys for d in j.devices):
+        devices = ", ".join(sorted({d for j in journeys for d in j.devices}))
+        raise ConfigError([_unknown("device", args.device, devices)])
     table = _TableReporter(args.artifacts)
     try:
         async with BrowserManager() as browsers:

@@ -116,6 +116,13 @@ def test_unknown_journey_name_is_a_clear_error() -> None:
     assert "no journey named nope; known: demo-checkout" in done.stderr
 
 
+def test_a_device_no_check_runs_on_is_a_clear_error_not_an_empty_success() -> None:
+    done = parcours("test", "--journey", "demo-checkout", "--device", "tablet")
+
+    assert done.returncode == 2
+    assert "no device named tablet; known: desktop, mobile" in done.stderr
+
+
 async def _in_thread(func, *args):  # type: ignore[no-untyped-def]
     """Run a blocking subprocess off the event loop, so the session's shop keeps serving."""
     import asyncio
