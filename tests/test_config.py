@@ -551,3 +551,13 @@ def test_parcours_help_speaks_to_users_not_developers() -> None:
     assert done.returncode == 0
     assert "parcours test configs/" in done.stdout
     assert "``" not in done.stdout and "nothing imports it" not in done.stdout
+
+
+def test_the_documented_real_shop_example_is_valid_without_its_secrets() -> None:
+    config = load_config(["docs/examples"], env={}, missing="warn")
+
+    (journey,) = config.journeys
+    assert journey.name == "oscar-guest-checkout" and len(journey.cleanup) == 6
+    assert [w.message.split(" (")[0] for w in config.warnings] == [
+        "environment variable OSCAR_STAFF_PASSWORD is not set"
+    ]

@@ -103,7 +103,7 @@ async def test_a_hidden_element_and_a_missing_one_get_different_messages(
     assert error_type is ErrorType.ELEMENT_NOT_FOUND
     assert 'role=searchbox[name="Search"] exists but is hidden on' in message
     assert "(1 matching, none visible: behind a menu" in message
-    assert '<input> "Search" (hidden)' in message
+    assert '<input name=q type=search> "Search" (hidden)' in message
     error_type, message = failure(missing)
     assert error_type is ErrorType.ELEMENT_NOT_FOUND
     assert message.startswith('no element matches role=searchbox[name="Find"] on ')

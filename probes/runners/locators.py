@@ -24,9 +24,11 @@ _DESCRIBE_JS = """(els, shown) => els.slice(0, shown).map(e => {
     .trim().replace(/\\s+/g, ' ').slice(0, 40);
   const visible = !!(e.offsetWidth || e.offsetHeight || e.getClientRects().length)
     && getComputedStyle(e).visibility !== 'hidden';
-  const role = e.getAttribute('role');
-  return `<${e.tagName.toLowerCase()}${role ? ` role=${role}` : ''}> "${name}"`
-    + (visible ? '' : ' (hidden)');
+  // What tells two form fields apart when they have no text: id, name, type.
+  const attrs = ['role', 'id', 'name', 'type'].map(a => [a, e.getAttribute(a)])
+    .filter(([, v]) => v).map(([a, v]) => `${a}=${v.slice(0, 40)}`).join(' ');
+  return `<${e.tagName.toLowerCase()}${attrs ? ' ' + attrs : ''}>`
+    + (name ? ` "${name}"` : '') + (visible ? '' : ' (hidden)');
 })"""
 
 
