@@ -372,7 +372,7 @@ async def test_a_python_step_gets_the_page_and_the_captures_and_can_capture(
       - name: product
         goto: /product/trail-runner
         capture:
-          product: {text: {css: "article h1"}}
+          product: {text: {role: heading, level: 1}}
       - name: read the price
         python: hooks.py:price
       - name: affordable

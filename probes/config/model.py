@@ -160,6 +160,7 @@ class Locator(Strict):
 
     role: str | None = None
     name: str | None = None
+    level: Annotated[int, Field(ge=1, le=6)] | None = None  # headings: 1 is <h1>
     exact: bool = False
     label: str | None = None
     placeholder: str | None = None
@@ -187,12 +188,17 @@ class Locator(Strict):
             )
         if self.name is not None and self.role is None:
             raise ValueError("'name' only goes with 'role' (example: {role: link, name: Shoes})")
+        if self.level is not None and self.role != "heading":
+            raise ValueError(
+                "'level' only goes with 'role: heading' (example: {role: heading, level: 1})"
+            )
         return self
 
     def describe(self) -> str:
         """Short form for error messages: ``role=button[name="Add to cart"]``, with its scope."""
         if self.role is not None:
             text = f'role={self.role}[name="{self.name}"]' if self.name else f"role={self.role}"
+            text += f"[level={self.level}]" if self.level is not None else ""
         else:
             kind = next(k for k in LOCATOR_KINDS if getattr(self, k) is not None)
             text = f'{kind}="{getattr(self, kind)}"'

@@ -59,6 +59,8 @@ def _by_kind(scope: Scope, locator: Locator) -> PwLocator:
         options: dict[str, Any] = {"include_hidden": True}
         if locator.name is not None:
             options.update(name=locator.name, exact=exact)
+        if locator.level is not None:
+            options["level"] = locator.level
         return scope.get_by_role(locator.role, **options)  # type: ignore[arg-type]
     if locator.label is not None:
         return scope.get_by_label(locator.label, exact=exact)
