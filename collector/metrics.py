@@ -142,6 +142,10 @@ PROBE_CERT_EXPIRY = _gauge(
     "probe_ssl_earliest_cert_expiry",
     "blackbox_exporter-compatible: earliest certificate expiry of the check (Unix time).",
 )
+ALERT_MIN_LOCATIONS = _gauge(
+    "parcours_journey_alert_min_locations",
+    "Failing locations that make the journey page: a count (1 or more) or a share (below 1).",
+)
 RUNS = Family("parcours_journey_runs_total", "counter", "Runs by outcome (every attempt).")
 SCHEDULED = Family(
     "parcours_journey_scheduled_runs_total",
@@ -161,6 +165,7 @@ SERIES_FAMILIES: tuple[Family, ...] = (
     ERROR_INFO,
     CONSECUTIVE,
     INTERVAL,
+    ALERT_MIN_LOCATIONS,
     BUDGET,
     STEP_SUCCESS,
     STEP_DURATION,
@@ -300,6 +305,8 @@ def render_series(series: SeriesState) -> dict[str, str]:
     add(CONSECUTIVE, "", "", float(series.consecutive_failures))
     if result.interval_seconds:
         add(INTERVAL, "", "", result.interval_seconds)
+    if result.alert_min_locations:
+        add(ALERT_MIN_LOCATIONS, "", "", result.alert_min_locations)
     for check in result.budgets:
         add(
             BUDGET, "", _extra(step=check.step or "", measure=check.measure, level=check.level), 1.0

@@ -580,6 +580,9 @@ class RunResult:
     # False when a retry of the same scheduled run follows this attempt: availability
     # counts scheduled runs (a retry that passes makes its scheduled run a pass).
     final: bool = True
+    # When the check pages, from its config: N locations, or a share of those that run it
+    # (below 1); 0 from agents that do not say (the rules then use medium sensitivity).
+    alert_min_locations: float = 0.0
     schema_version: int = field(default=SCHEMA_VERSION, metadata={"skip": True})
 
     @property

@@ -356,7 +356,9 @@ def test_parcours_check_passes_on_the_shipped_example_without_its_secrets() -> N
     )
 
     assert done.returncode == 0, done.stderr
-    assert "warning: configs/example-shop.yaml:45:" in done.stderr
+    lines = Path("configs/example-shop.yaml").read_text(encoding="utf-8").splitlines()
+    line = next(n for n, text in enumerate(lines, 1) if "${secret:SHOP_VOUCHER}" in text)
+    assert f"warning: configs/example-shop.yaml:{line}:" in done.stderr
     assert "SHOP_VOUCHER is not set" in done.stderr
 
 
@@ -560,4 +562,41 @@ def test_the_documented_real_shop_example_is_valid_without_its_secrets() -> None
     assert journey.name == "oscar-guest-checkout" and len(journey.cleanup) == 6
     assert [w.message.split(" (")[0] for w in config.warnings] == [
         "environment variable OSCAR_STAFF_PASSWORD is not set"
+    ]
+
+
+def test_alerting_sensitivity_presets_and_min_locations_reach_the_journeys() -> None:
+    config = load_config_text(
+        """
+defaults:
+  alerting: {sensitivity: low}
+journeys:
+  - name: quiet
+    base_url: http://shop.test
+    steps: [{name: home, goto: /}]
+  - name: strict
+    base_url: http://shop.test
+    alerting: {min_locations: 3}
+    steps: [{name: home, goto: /}]
+  - name: api
+    kind: tcp
+    host: shop.test
+    port: 443
+    alerting: {sensitivity: high}
+""",
+        env={},
+    )
+
+    assert [j.alert_min_locations for j in config.journeys] == [0.5, 3.0, 0.05]
+    problems = problems_of(
+        """
+        journeys:
+          - name: both
+            alerting: {sensitivity: high, min_locations: 2}
+            steps: [{name: home, goto: /}]
+        """
+    )
+    assert problems == [
+        'shop.yaml:3: journey "both", alerting: alerting needs exactly one of sensitivity '
+        "(low, medium, high) or min_locations"
     ]

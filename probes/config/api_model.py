@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal, TypeAlias
 from pydantic import BeforeValidator, Field, WithJsonSchema, model_validator
 
 from probes import assertions
-from probes.config.model import Duration, Interval, Name, Strict
+from probes.config.model import Alerting, Duration, Interval, Name, Strict
 
 HTTP_SUBJECTS = frozenset(
     {"status", "response_time", "body", "content_type", "cert_days_left", "header"}
@@ -147,6 +147,7 @@ class CheckBase(Strict):
     interval: Interval | None = None
     timeout: Duration | None = None
     retries: Annotated[int, Field(ge=0, le=5)] | None = None
+    alerting: Alerting | None = None
 
 
 class HttpCheck(CheckBase):

@@ -432,6 +432,34 @@ def _captures_before_use(steps: list[Step], known: set[str], where: str) -> set[
     return known
 
 
+# How many of the locations that run a journey must fail before it pages, as a share of
+# them: low waits for half, medium for a quarter, high pages on one location (two scheduled
+# runs in a row there). One failed run in one location (a blip) never pages.
+SENSITIVITY = {"low": 0.5, "medium": 0.25, "high": 0.05}
+
+
+class Alerting(Strict):
+    """When a failing journey pages: a ``sensitivity`` preset, or ``min_locations``."""
+
+    sensitivity: Literal["low", "medium", "high"] | None = None
+    min_locations: Annotated[int, Field(ge=1, le=1000)] | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> Alerting:
+        if (self.sensitivity is None) == (self.min_locations is None):
+            raise ValueError(
+                "alerting needs exactly one of sensitivity (low, medium, high) or min_locations"
+            )
+        return self
+
+    @property
+    def threshold(self) -> float:
+        """What results carry: N locations (1 or more), or a share of them (below 1)."""
+        if self.min_locations is not None:
+            return float(self.min_locations)
+        return SENSITIVITY[str(self.sensitivity)]
+
+
 JsErrorAction = Literal["fail", "degrade", "record"]
 
 
@@ -527,6 +555,7 @@ class Journey(Strict):
     retries: Annotated[int, Field(ge=0, le=5)] | None = None
     fail_on_js_error: bool | None = None  # shorthand: true is js_errors.own: fail
     js_errors: JsErrorPolicy | None = None
+    alerting: Alerting | None = None
     budgets: JourneyBudgets | None = None
     evidence: EvidenceSettings | None = None
     steps: Annotated[list[Step], Field(min_length=1)]
@@ -553,6 +582,7 @@ class Defaults(Strict):
     retries: Annotated[int, Field(ge=0, le=5)] = 1
     fail_on_js_error: bool | None = None  # shorthand: true is js_errors.own: fail
     js_errors: JsErrorPolicy | None = None
+    alerting: Alerting = Field(default_factory=lambda: Alerting(sensitivity="medium"))
     base_url: str | None = None
     budgets: JourneyBudgets | None = None
     evidence: EvidenceSettings = Field(default_factory=EvidenceSettings)

@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from probes.conditions import Network
 from probes.config.model import (
     CLICK_RULE,
+    SENSITIVITY,
     DeviceProfile,
     EvidenceSettings,
     JourneyBudgets,
@@ -41,6 +42,8 @@ class JourneySpec:
     network_profiles: Mapping[str, Network] = field(default_factory=dict)
     evidence: EvidenceSettings = field(default_factory=EvidenceSettings)
     js_errors: JsErrorPolicy = field(default_factory=JsErrorPolicy)
+    # When a failing check pages: N locations, or a share of those that run it (below 1).
+    alert_min_locations: float = SENSITIVITY["medium"]
     cleanup: tuple[Step, ...] = ()  # browser journeys: run after the steps, whatever happened
     # The kind's own validated settings, for kinds other than browser (HttpCheck, TcpCheck).
     settings: BaseModel | None = None

@@ -112,6 +112,7 @@ def finish_run(
         failed_step=failed.name if failed else None,
         attempt=request.attempt,
         interval_seconds=spec.interval,
+        alert_min_locations=spec.alert_min_locations,
         run_url=run_url(request),
         **measures,
     )
