@@ -26,7 +26,7 @@ from collector.history import RunHistory
 from collector.ingest import IngestLimits, Ingestor, Refused
 from collector.metrics import MetricsRenderer
 from collector.state import CollectorState
-from probes.result import ResultFormatError, to_dict
+from probes.result import ResultFormatError, from_dict, to_dict
 
 log = structlog.get_logger(__name__)
 
@@ -92,9 +92,31 @@ async def _history(app: web.Application) -> AsyncIterator[None]:
     app[HISTORY] = history
     app[INGESTOR] = Ingestor(app[STATE], history, app[REGISTRY], settings.limits)
     await app[INGESTOR].load_seen()
+    await _restore_state(app)
     log.info("collector_ready", database=str(settings.database))
     yield
     await history.close()
+
+
+RESTORE_SECONDS = 3600.0  # the alert rules hold a journey's last state for an hour
+RESTORE_PER_SERIES = 50  # runs read back per series: the consecutive count tops out there
+
+
+async def _restore_state(app: web.Application) -> None:
+    """A restarted collector carries on where it stood: a journey failing before the restart
+    is still failing (its consecutive count intact), not reset to a clean slate that would
+    page again from 1, or resolve on a stale count."""
+    documents = await app[HISTORY].recent_per_series(
+        time.time() - RESTORE_SECONDS, RESTORE_PER_SERIES
+    )
+    results = []
+    for document in documents:
+        try:
+            results.append(from_dict(document))
+        except ResultFormatError as exc:  # a row from an older, laxer version: skipped
+            log.warning("history_row_unreadable", error=str(exc)[:200])
+    app[STATE].restore(results)
+    log.info("collector_state_restored", runs=len(results), series=len(app[STATE].series))
 
 
 def _error(status: type[web.HTTPException], message: str) -> web.HTTPException:

@@ -299,6 +299,28 @@ class RunHistory:
         ).fetchone()
         return str(row[0]) if row else None
 
+    async def recent_per_series(self, since: float, per_series: int) -> list[dict[str, Any]]:
+        """The newest runs of each series started since a time, oldest first per series:
+        what a restarted collector needs to know where each journey stands."""
+        found: list[dict[str, Any]] = await self._call(
+            self._recent_per_series_sync, since, per_series
+        )
+        return found
+
+    def _recent_per_series_sync(self, since: float, per_series: int) -> list[dict[str, Any]]:
+        assert self._conn is not None
+        cursor = self._conn.execute(
+            """SELECT document FROM (
+                   SELECT document, journey, location, device, started_at,
+                          ROW_NUMBER() OVER (
+                              PARTITION BY journey, location, device ORDER BY started_at DESC
+                          ) AS newest
+                   FROM runs WHERE started_at >= ?
+               ) WHERE newest <= ? ORDER BY journey, location, device, started_at""",
+            (since, per_series),
+        )
+        return [json.loads(document) for (document,) in cursor]
+
     async def recent_run_ids(self, limit: int) -> list[str]:
         """The newest run ids, to refuse duplicates across a collector restart."""
         ids: list[str] = await self._call(self._recent_sync, limit)

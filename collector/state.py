@@ -118,6 +118,18 @@ class CollectorState:
             self._per_location[result.location] += 1
         series.count(result)
 
+    def restore(self, results: list[RunResult]) -> None:
+        """Where each series stood before a restart (its latest run, the failed scheduled runs
+        in a row, the last scheduled outcome), from history, oldest first. Counters are not
+        replayed: they restart from 0 as after any restart, which Prometheus handles."""
+        for result in results:
+            self.apply(result)
+        for series in self.series.values():
+            series.runs.clear()
+            series.scheduled.clear()
+            series.failures.clear()
+            series.durations = Histogram(JOURNEY_BUCKETS)
+
     def series_count(self, *, agent: str | None = None, location: str | None = None) -> int:
         """How many series an agent created, or a location has (for cardinality limits)."""
         if agent is not None:

@@ -409,3 +409,29 @@ async def test_a_failed_attempt_with_a_retry_to_come_keeps_the_last_scheduled_ou
     await client.post("/api/v1/results", json=to_dict(replace(failed("f2", 2002.0), attempt=2)))
     found = await samples(client)
     assert value(found, "parcours_journey_success", **SERIES) == 0.0
+
+
+async def test_a_restarted_collector_carries_on_where_each_journey_stood(
+    tmp_path: Path,
+) -> None:
+    now = time.time() - 300
+    app = create_app(CollectorSettings(tmp_path))
+    async with TestClient(TestServer(app)) as first:
+        for run_id, started in (("ok", now), ("f1", now + 60), ("f2", now + 120)):
+            document = result(run_id, started_at=started, finished_at=started + 1)
+            if run_id != "ok":
+                document = failed(run_id, started)
+            await first.post("/api/v1/results", json=to_dict(document))
+        await first.app[HISTORY].flush()
+
+    again = create_app(CollectorSettings(tmp_path))
+    async with TestClient(TestServer(again)) as restarted:
+        found = await samples(restarted)
+        assert value(found, "parcours_journey_consecutive_failures", **SERIES) == 2.0
+        assert value(found, "parcours_journey_success", **SERIES) == 0.0
+        # Counters restart from 0 like after any restart: nothing is counted twice.
+        assert value(found, "parcours_journey_runs_total", **SERIES, status="failed") is None
+        await restarted.post("/api/v1/results", json=to_dict(failed("f3", now + 180)))
+        found = await samples(restarted)
+        assert value(found, "parcours_journey_consecutive_failures", **SERIES) == 3.0
+        assert value(found, "parcours_journey_runs_total", **SERIES, status="failed") == 1.0
