@@ -17,7 +17,7 @@ from typing import Any
 
 import structlog
 from aiohttp import web
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from collector import pages
@@ -41,6 +41,9 @@ class CollectorSettings:
     max_batch: int = 500
     retention: RetentionLimits = field(default_factory=RetentionLimits)
     limits: IngestLimits = field(default_factory=IngestLimits)
+    # Where people, alert links and Grafana reach the collector's pages; exported as
+    # parcours_collector_info{url} so that the dashboards' links need no hand-set URL.
+    public_url: str | None = None
 
     @property
     def database(self) -> Path:
@@ -49,6 +52,7 @@ class CollectorSettings:
 
 
 SETTINGS = web.AppKey("settings", CollectorSettings)
+PUBLIC_URL_INFO = web.AppKey("public_url_info", Gauge)
 STATE = web.AppKey("state", CollectorState)
 HISTORY = web.AppKey("history", RunHistory)
 INGESTOR = web.AppKey("ingestor", Ingestor)
@@ -67,6 +71,14 @@ def create_app(settings: CollectorSettings) -> web.Application:
     app[ARTIFACTS] = ArtifactStore(settings.data_dir / "artifacts", settings.retention)
     app[STATE] = CollectorState()
     app[REGISTRY] = CollectorRegistry()
+    app[PUBLIC_URL_INFO] = Gauge(
+        "parcours_collector_info",
+        "1, with the URL the collector's pages are reached at (Grafana's links read it).",
+        ["url"],
+        registry=app[REGISTRY],
+    )
+    if settings.public_url:
+        announce_url(app, settings.public_url)
     app[RENDERER] = MetricsRenderer()
     app.cleanup_ctx.append(_history)
     app.router.add_post("/api/v1/results", post_results)
@@ -96,6 +108,12 @@ async def _history(app: web.Application) -> AsyncIterator[None]:
     log.info("collector_ready", database=str(settings.database))
     yield
     await history.close()
+
+
+def announce_url(app: web.Application, url: str) -> None:
+    """Export where the collector is reached (replacing what was said before)."""
+    app[PUBLIC_URL_INFO].clear()
+    app[PUBLIC_URL_INFO].labels(url.rstrip("/")).set(1)
 
 
 RESTORE_SECONDS = 3600.0  # the alert rules hold a journey's last state for an hour

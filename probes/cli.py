@@ -33,6 +33,10 @@ and on desktop, and exports what it measures to Prometheus.
   parcours test configs/        run your checks once and print each step
   parcours check configs/       validate configs (CI: unset secrets are only warnings)
   parcours run [configs/]       schedule the checks, serve results and /metrics"""
+PUBLIC_URL_HELP = (
+    "where people and Grafana reach the collector's pages (exported for the dashboards' "
+    "links; default: the address it listens on)"
+)
 EPILOG = (
     "Each command has its own --help. "
     "Exit codes: 0 ok, 1 a check failed, 2 bad config, 3 no browser."
@@ -105,12 +109,14 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("paths", nargs="*", metavar="CONFIG", help="YAML files or directories")
     run.add_argument("--listen", default="127.0.0.1:9480", metavar="HOST:PORT")
     run.add_argument("--data-dir", default="data", help="where the run history lives")
+    run.add_argument("--public-url", metavar="URL", help=PUBLIC_URL_HELP)
     _agent_options(run)
     run.set_defaults(handler=_cmd_run, default_log_level="info")
 
     collector = commands.add_parser("collector", help="serve the collector")
     collector.add_argument("--listen", default="127.0.0.1:9480", metavar="HOST:PORT")
     collector.add_argument("--data-dir", default="data", help="where the run history lives")
+    collector.add_argument("--public-url", metavar="URL", help=PUBLIC_URL_HELP)
     collector.add_argument(
         "--history", type=int, default=1000, help="runs kept per journey, location and device"
     )
@@ -251,6 +257,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             args.paths,
             listen=Listen.parse(args.listen),
             data_dir=Path(args.data_dir),
+            public_url=args.public_url,
             agent_settings=_agent_settings(args),
             scrubber=args.scrubber,
             ready=ready,
@@ -269,7 +276,10 @@ def _cmd_collector(args: argparse.Namespace) -> int:
         max_series_per_location=args.max_series_per_location,
     )
     settings = CollectorSettings(
-        Path(args.data_dir), history_per_series=args.history, limits=limits
+        Path(args.data_dir),
+        history_per_series=args.history,
+        limits=limits,
+        public_url=args.public_url,
     )
     return _serve(run_collector(settings, Listen.parse(args.listen)))
 

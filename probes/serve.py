@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import signal
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +13,7 @@ from pathlib import Path
 import structlog
 from aiohttp import web
 
-from collector.app import ARTIFACTS, INGESTOR, CollectorSettings, create_app
+from collector.app import ARTIFACTS, INGESTOR, CollectorSettings, announce_url, create_app
 from probes.agent.agent import Agent, AgentSettings
 from probes.agent.shipper import HttpShipper, ResultSink
 from probes.agent.stats import AgentStats
@@ -46,7 +47,18 @@ async def start_collector(settings: CollectorSettings, listen: Listen) -> web.Ap
     runner = web.AppRunner(create_app(settings), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, listen.host, listen.port).start()
+    if not settings.public_url:
+        announce_url(runner.app, public_url(runner))
     return runner
+
+
+def public_url(runner: web.AppRunner) -> str:
+    """The collector's address as others reach it: the bound one, with this host's name
+    when it listens on every interface (0.0.0.0 is no address to give anyone)."""
+    host, port = runner.addresses[0][:2]
+    if host in ("0.0.0.0", "::"):
+        host = socket.gethostname()  # no DNS lookup on the event loop
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}"
 
 
 def bound_url(runner: web.AppRunner) -> str:
@@ -122,10 +134,11 @@ async def run_embedded(
     agent_settings: AgentSettings,
     scrubber: SecretScrubber,
     ready: Callable[[str, str | None], None] | None = None,
+    public_url: str | None = None,
 ) -> None:
     """`parcours run`: collector, agent (and the demo shop when given no config)."""
     demo = None if paths else await start_demo_shop(faults=AS_VISITED)
-    runner = await start_collector(CollectorSettings(data_dir), listen)
+    runner = await start_collector(CollectorSettings(data_dir, public_url=public_url), listen)
     stop = asyncio.Event()
     try:
         sink = LocalSink(runner.app[INGESTOR], runner.app[ARTIFACTS])

@@ -435,3 +435,11 @@ async def test_a_restarted_collector_carries_on_where_each_journey_stood(
         found = await samples(restarted)
         assert value(found, "parcours_journey_consecutive_failures", **SERIES) == 3.0
         assert value(found, "parcours_journey_runs_total", **SERIES, status="failed") == 1.0
+
+
+async def test_the_collector_says_where_its_pages_are_for_the_dashboards(tmp_path: Path) -> None:
+    app = create_app(CollectorSettings(tmp_path, public_url="https://parcours.example.com/"))
+    async with TestClient(TestServer(app)) as client:
+        found = await samples(client)
+
+    assert value(found, "parcours_collector_info", url="https://parcours.example.com") == 1.0

@@ -141,6 +141,22 @@ async def every_query(prom: str) -> tuple[list[str], list[str]]:
     return failing, empty
 
 
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.stem)
+def test_every_stat_has_thresholds_that_say_good_or_bad(path: Path) -> None:
+    for panel in load(path)["panels"]:
+        if panel["type"] != "stat":
+            continue
+        steps = panel["fieldConfig"]["defaults"]["thresholds"]["steps"]
+        colours = {step["color"] for step in steps}
+        assert "green" in colours and len(colours) >= 2, (panel["title"], steps)
+
+
+def test_failing_journeys_are_counted_as_journeys_not_series() -> None:
+    (overview,) = [p for p in DASHBOARDS if p.stem == "parcours-overview"]
+    exprs = {p["title"]: p["targets"][0]["expr"] for p in load(overview)["panels"]}
+    assert exprs["Failing journeys"].startswith("count(count by (journey) (")
+
+
 def two_journeys(tmp_path: Path, shop: RunningShop, api_port: int, ca: Path) -> Path:
     path = tmp_path / "dashboards.yaml"
     path.write_text(
@@ -221,7 +237,10 @@ async def test_every_dashboard_query_runs_and_returns_data_on_real_prometheus(
         with contextlib.suppress(AssertionError):
             await wait_until(all_show_data, 60, "every panel to show data", every=1.0)
         failing, empty = await panels()
+        announced = await promql(prom, "parcours_collector_info")
 
     await api_runner.cleanup()
+    # The dashboards' links to the collector come from what it says its URL is.
+    assert [sample["metric"]["url"] for sample in announced] == [collector]
     assert failing == []
     assert empty == [], "\n".join(empty)
