@@ -86,6 +86,10 @@ JOURNEY_GAUGES: dict[str, tuple[Family, Callable[[RunResult], float]]] = {
     ),
 }
 BUDGET = _gauge("parcours_budget_exceeded", "1 for each budget the last run exceeded.")
+BUDGET_MEASURED = _gauge(
+    "parcours_budget_measured", "What the last run measured, for each budget it exceeded."
+)
+BUDGET_LIMIT = _gauge("parcours_budget_limit", "The limit of each budget the last run exceeded.")
 CLICKS = _gauge("parcours_journey_clicks", "Clicks the last run used (browser journeys).")
 CLICK_BUDGET = _gauge("parcours_journey_click_budget", "The journey's click budget (browser).")
 FAILED_STEP = _gauge(
@@ -167,6 +171,8 @@ SERIES_FAMILIES: tuple[Family, ...] = (
     INTERVAL,
     ALERT_MIN_LOCATIONS,
     BUDGET,
+    BUDGET_MEASURED,
+    BUDGET_LIMIT,
     STEP_SUCCESS,
     STEP_DURATION,
     *PAGE_GAUGES.values(),
@@ -308,9 +314,10 @@ def render_series(series: SeriesState) -> dict[str, str]:
     if result.alert_min_locations:
         add(ALERT_MIN_LOCATIONS, "", "", result.alert_min_locations)
     for check in result.budgets:
-        add(
-            BUDGET, "", _extra(step=check.step or "", measure=check.measure, level=check.level), 1.0
-        )
+        labels = _extra(step=check.step or "", measure=check.measure, level=check.level)
+        add(BUDGET, "", labels, 1.0)
+        add(BUDGET_MEASURED, "", labels, check.value)
+        add(BUDGET_LIMIT, "", labels, check.limit)
     for step in result.steps:
         if step.status is not Status.SKIPPED:
             step_label = _extra(step=step.name)

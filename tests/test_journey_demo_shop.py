@@ -151,8 +151,9 @@ async def test_server_delay_shows_up_in_ttfb_within_ten_percent(
 async def test_slow_hero_image_shows_up_in_lcp_within_ten_percent(
     run_journey: RunJourney, faults: Callable[..., None], shop: RunningShop
 ) -> None:
-    # Five pairs, not three: LCP is a paint time, and on a loaded machine one slow paint of
-    # a baseline run moved the median of three pairs by 0.15 s (seen beside two busy loops).
+    # Seven pairs, not three: LCP is a paint time, and on a loaded machine slow paints of
+    # baseline runs moved the median of three pairs by 0.15 s, and of five by 0.19 s once
+    # (both seen beside two busy loops).
     delta, served = await interleaved(
         run_journey,
         faults,
