@@ -7,6 +7,9 @@ timings are changed for the test), and a webhook receiver in this test.
 
 from __future__ import annotations
 
+import email
+import email.message
+import email.policy
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -15,11 +18,13 @@ from typing import Any
 import aiohttp
 import pytest
 import yaml
+from aiosmtpd.controller import Controller
 
 from probes.demo_shop.server import RunningShop
 from tests.services import (
     Webhook,
     alertmanager,
+    free_port,
     parcours_run,
     prometheus,
     wait_until,
@@ -175,3 +180,64 @@ async def test_the_shipped_slack_and_pagerduty_templates_render_each_alerts_own_
         assert f"latest-failure?device={device}" in slack_text
     assert bodies["/parcours/slack"]["attachments"][0]["title"].startswith("[FIRING:2]")
     assert pd["payload"]["summary"].startswith("[FIRING:2] ParcoursJourneyFailing")
+
+
+class Mailbox:
+    """What a local SMTP server received (aiosmtpd's handler interface)."""
+
+    def __init__(self) -> None:
+        self.messages: list[email.message.Message] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        self.messages.append(message)
+        return "250 OK"
+
+
+async def test_the_shipped_email_template_is_delivered_by_smtp_with_each_alerts_error_and_link(
+    webhook: tuple[Webhook, str], tmp_path: Path
+) -> None:
+    _, url = webhook
+    config = alertmanager_config_for(url)
+    lines = AM_CONFIG.read_text().splitlines()
+    start = lines.index("    # email_configs:")
+    block = [lines[start]]
+    for line in lines[start + 1 :]:
+        if not line.startswith("    #   "):
+            break
+        block.append(line)
+    # The commented example, as a user would uncomment it.
+    example = yaml.safe_load("\n".join(line.removeprefix("    # ") for line in block))
+    mailbox = Mailbox()
+    smtp = Controller(mailbox, hostname="127.0.0.1", port=free_port())
+    smtp.start()
+    try:
+        mail = dict(example["email_configs"][0], smarthost=f"127.0.0.1:{smtp.port}")
+        for key in ("auth_username", "auth_password_file"):
+            mail.pop(key)  # a local relay: no login (Alertmanager refuses one without TLS)
+        mail["require_tls"] = False
+        (oncall,) = [r for r in config["receivers"] if r["name"] == "oncall"]
+        oncall["email_configs"] = [mail]
+        with alertmanager(tmp_path, config) as am:
+            async with aiohttp.ClientSession() as session:
+                posted = await session.post(
+                    f"http://{am}/api/v2/alerts", json=two_device_page("checkout")
+                )
+                assert posted.status == 200, await posted.text()
+
+            async def delivered() -> bool:
+                return bool(mailbox.messages)
+
+            await wait_until(delivered, 30, "an e-mail at the local SMTP server")
+    finally:
+        smtp.stop()
+
+    (message,) = mailbox.messages
+    assert message["To"] == "shop-team@example.com"
+    assert str(message["Subject"]).startswith("[FIRING:2] ParcoursJourneyFailing")
+    parts = [p for p in message.walk() if p.get_content_type() == "text/plain"]
+    text = parts[0].get_content()
+    for device, error in (("mobile", "HTTP 500 for POST /checkout"), ("desktop", "test_id=")):
+        assert f"fails on {device} in paris" in text
+        assert error in text
+        assert f"latest-failure?device={device}" in text
