@@ -45,23 +45,22 @@ class Faults:
         return asdict(self)
 
 
+def _bounded(name: str, value: Any, what: str, highest: int, unit: str = "") -> int:
+    """A whole number within 0..highest, or a ValueError that says what was expected."""
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"fault '{name}' expects {what}, got {value!r}") from None
+    if not 0 <= number <= highest:
+        raise ValueError(f"fault '{name}' must be between 0 and {highest}{unit}")
+    return number
+
+
 def _coerce(name: str, kind: object, value: Any) -> Any:
     if name.endswith("_percent"):
-        try:
-            percent = int(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"fault '{name}' expects a percentage, got {value!r}") from None
-        if not 0 <= percent <= 100:
-            raise ValueError(f"fault '{name}' must be between 0 and 100")
-        return percent
+        return _bounded(name, value, "a percentage", 100)
     if kind in ("int", int):
-        try:
-            number = int(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"fault '{name}' expects milliseconds, got {value!r}") from None
-        if not 0 <= number <= 600_000:
-            raise ValueError(f"fault '{name}' must be between 0 and 600000 ms")
-        return number
+        return _bounded(name, value, "milliseconds", 600_000, " ms")
     if kind in ("bool", bool):
         if isinstance(value, bool):
             return value
