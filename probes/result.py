@@ -45,10 +45,13 @@ LIST_MAX: dict[str, int] = {
     "failed_requests": 200,
     "console_errors": 100,
     "js_exceptions": 100,
+    "third_party_js_exceptions": 100,
+    "cleanup": 500,
     "jobs": 10_000,
     "exchanges": 200,
     "assertions": 100,
 }
+MAP_MAX: dict[str, int] = {"captures": CONDITIONS_MAX_ENTRIES}
 # String fields that are free text (not label values), and how long they may be.
 TEXT_FIELDS: dict[str, int] = {
     "url": URL_MAX,
@@ -57,6 +60,7 @@ TEXT_FIELDS: dict[str, int] = {
     "error": TEXT_MAX,
     "console_errors": TEXT_MAX,
     "js_exceptions": TEXT_MAX,
+    "third_party_js_exceptions": TEXT_MAX,
     "message": TEXT_MAX,
     "actual": TEXT_MAX,
     "expression": TEXT_MAX,
@@ -650,7 +654,10 @@ def _fit(value: Any, key: str | None) -> Any:
         kept = value[: LIST_MAX.get(key or "", len(value))]
         return [_fit(item, key) for item in kept]
     if isinstance(value, dict):
-        return {k: _fit(v, k) for k, v in value.items()}
+        # Maps that steps fill (a python step may return any number of captures) keep their
+        # first entries, so that a result is always within what a collector accepts.
+        items = list(value.items())[: MAP_MAX.get(key or "", len(value))]
+        return {k: _fit(v, k) for k, v in items}
     return value
 
 

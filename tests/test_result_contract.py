@@ -14,6 +14,7 @@ import pytest
 
 import probes.result as result_module
 from probes.result import (
+    CONDITIONS_MAX_ENTRIES,
     SCHEMA_VERSION,
     BrowserSection,
     BudgetCheck,
@@ -25,10 +26,12 @@ from probes.result import (
     RunResult,
     Status,
     StepResult,
+    fit_document,
     from_dict,
     rate,
     to_dict,
 )
+from tests import documents
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -258,3 +261,25 @@ def test_nothing_imports_the_cli_entry_point() -> None:
     }
 
     assert offending == set()
+
+
+def test_a_run_with_hostile_captures_and_endless_cleanup_is_cut_to_what_a_collector_takes() -> None:
+    # A python step may return any mapping; a page may throw thousands of third-party errors.
+    base = documents.result()
+    hostile = replace(
+        base,
+        browser=replace(
+            base.browser,
+            captures={"order": "x" * 100_000, **{f"k{i}": "v" for i in range(300)}},
+            cleanup=base.steps * 400,
+            pages=(replace(base.browser.pages[0], third_party_js_exceptions=("e" * 9000,) * 300),),
+        ),
+    )
+    with pytest.raises(ResultFormatError):
+        from_dict(to_dict(hostile))  # as measured: over the contract's limits
+
+    fitted = from_dict(fit_document(to_dict(hostile)))
+    assert len(fitted.browser.captures) == CONDITIONS_MAX_ENTRIES
+    assert fitted.browser.captures["order"].endswith("…")
+    assert len(fitted.browser.cleanup) == 500
+    assert len(fitted.browser.pages[0].third_party_js_exceptions) == 100
