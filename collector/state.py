@@ -57,7 +57,8 @@ class SeriesState:
     runs: Counter[str] = field(default_factory=Counter)  # by status
     failures: Counter[tuple[str, str]] = field(default_factory=Counter)  # (step, error type)
     durations: Histogram = field(default_factory=lambda: Histogram(JOURNEY_BUCKETS))
-    consecutive_failures: int = 0  # scheduled runs (first attempts) failed in a row
+    consecutive_failures: int = 0  # scheduled runs failed in a row (after their retries)
+    _retry_pending: bool = False  # the last attempt failed and says a retry follows
     # Scheduled runs by the outcome of their last attempt, and whether the latest worked:
     # availability is about scheduled runs, not attempts (a passing retry is a pass).
     scheduled: Counter[str] = field(default_factory=Counter)
@@ -70,8 +71,14 @@ class SeriesState:
             self.latest = result
         if result.success:
             self.consecutive_failures = 0  # a passing retry ends the streak too
-        elif result.attempt == 1:  # a retry is the same scheduled run, not another one
+            self._retry_pending = False
+        elif not result.final:
+            self._retry_pending = True  # the scheduled run is not over: its retry decides
+        elif result.attempt == 1 or self._retry_pending:
+            # A scheduled run failed, retries included. (Agents that do not say ``final``
+            # count on their first attempt, their retries being the same scheduled run.)
             self.consecutive_failures += 1
+            self._retry_pending = False
         self.runs[result.status.value] += 1
         if result.final:
             self.scheduled[result.status.value] += 1

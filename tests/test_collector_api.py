@@ -443,3 +443,19 @@ async def test_the_collector_says_where_its_pages_are_for_the_dashboards(tmp_pat
         found = await samples(client)
 
     assert value(found, "parcours_collector_info", url="https://parcours.example.com") == 1.0
+
+
+async def test_a_scheduled_run_counts_once_as_a_failure_and_only_when_its_retries_failed(
+    client: TestClient[Any, Any],
+) -> None:
+    async def consecutive() -> float | None:
+        return value(await samples(client), "parcours_journey_consecutive_failures", **SERIES)
+
+    await client.post("/api/v1/results", json=to_dict(replace(failed("a1", 1000.0), final=False)))
+    assert await consecutive() == 0.0  # a blip a retry may still clear pages nobody
+    await client.post("/api/v1/results", json=to_dict(replace(failed("a2", 1002.0), attempt=2)))
+    assert await consecutive() == 1.0
+    # An agent that does not say `final` (older): its first attempt counts, its retry not.
+    await client.post("/api/v1/results", json=to_dict(failed("b1", 1060.0)))
+    await client.post("/api/v1/results", json=to_dict(replace(failed("b2", 1062.0), attempt=2)))
+    assert await consecutive() == 2.0
