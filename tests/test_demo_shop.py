@@ -5,6 +5,8 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
+from probes.demo_shop.app import FAULTS
+from probes.demo_shop.faults import Faults
 from probes.demo_shop.server import RunningShop
 
 
@@ -57,3 +59,18 @@ async def test_the_sale_is_three_links_and_forms_away_from_home(shop: RunningSho
             assert "1 item in your cart" in await cart.text()
         async with http.post("/checkout", data={}) as order:
             assert "Thank you for your order" in await order.text()
+
+
+async def test_a_blip_fails_the_next_orders_then_heals_by_itself(shop: RunningShop) -> None:
+    shop.app[FAULTS].current = Faults(blip_checkouts=2)
+    try:
+        async with aiohttp.ClientSession(shop.url) as http:
+            cookies = {"cart": '["trail-runner"]'}
+            answers = []
+            for _ in range(3):
+                async with http.post("/checkout", cookies=cookies, allow_redirects=False) as r:
+                    answers.append(r.status)
+    finally:
+        shop.app[FAULTS].current = Faults()
+
+    assert answers == [500, 500, 303]

@@ -13,6 +13,7 @@ import json
 import random
 import secrets
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from aiohttp import web
@@ -251,7 +252,11 @@ async def cart(request: web.Request) -> web.Response:
 
 async def checkout(request: web.Request) -> web.Response:
     """Place the order; the ``checkout_500`` fault makes the payment backend fail."""
-    if current_faults(request).checkout_500:
+    switches = request.app[FAULTS]
+    blip = switches.current.blip_checkouts
+    if blip:  # one fewer to fail: a blip heals by itself
+        switches.current = replace(switches.current, blip_checkouts=blip - 1)
+    if current_faults(request).checkout_500 or blip:
         return web.Response(
             status=500, text="payment service unavailable", content_type="text/html"
         )

@@ -18,6 +18,7 @@ class Faults:
     delay_ms: int = 0  # extra server delay before every HTML page
     lcp_delay_ms: int = 0  # the hero image (the page's LCP element) answers this late
     checkout_500: bool = False  # placing the order answers HTTP 500
+    blip_checkouts: int = 0  # the next N orders answer HTTP 500, then the shop heals (a blip)
     hide_add_to_cart: bool = False  # the product page has no add-to-cart button
     hang: str = ""  # a page ("home", "product", "cart", "order") that never answers
     js_error: bool = False  # the product page throws an uncaught exception
@@ -56,11 +57,14 @@ def _bounded(name: str, value: Any, what: str, highest: int, unit: str = "") -> 
     return number
 
 
+# Whole-number switches that are not milliseconds: what they count, and their maximum.
+_COUNTS = {"cookie_banner_percent": ("a percentage", 100), "blip_checkouts": ("orders", 1000)}
+
+
 def _coerce(name: str, kind: object, value: Any) -> Any:
-    if name.endswith("_percent"):
-        return _bounded(name, value, "a percentage", 100)
     if kind in ("int", int):
-        return _bounded(name, value, "milliseconds", 600_000, " ms")
+        what, highest = _COUNTS.get(name, ("milliseconds", 600_000))
+        return _bounded(name, value, what, highest, " ms" if name not in _COUNTS else "")
     if kind in ("bool", bool):
         if isinstance(value, bool):
             return value
