@@ -29,7 +29,7 @@ def journey(steps: str, extra: str = "") -> str:
 journeys:
   - name: real-shop
     base_url: ${{SHOP}}
-    step_timeout: 3s
+    step_timeout: 10s
     retries: 0{extra}
     steps:
 {steps}
@@ -186,14 +186,13 @@ journeys:
     follow = result.steps[1]
     assert follow.duration_seconds < 5, f"waited {follow.duration_seconds:.1f}s (timeout 30 s)"
     print(f"navigation error reported after {follow.duration_seconds:.3f}s")
-    (error_page,) = [p for p in result.browser.pages if p.step == "follow"]
-    assert (error_page.ttfb_seconds, error_page.fcp_seconds, error_page.lcp_seconds) == (
-        None,
-        None,
-        None,
-    )
-    assert error_page.ratings == {}
-    assert code in error_page.missing["lcp_seconds"]
+    error_pages = [p for p in result.browser.pages if p.step == "follow"]
+    assert error_pages, "the failed navigation is listed"
+    for error_page in error_pages:  # Chromium may try the URL more than once
+        measured = (error_page.ttfb_seconds, error_page.fcp_seconds, error_page.lcp_seconds)
+        assert measured == (None, None, None)
+        assert error_page.ratings == {}
+    assert code in error_pages[0].missing["lcp_seconds"]
 
 
 @pytest.mark.parametrize(
@@ -214,6 +213,7 @@ async def test_text_checks_can_be_exact_case_sensitive_or_a_regex(
             journey(f"""
       - name: product
         goto: /product/{product}
+        timeout: 4s
         expect:
           - {expectation}
 """)

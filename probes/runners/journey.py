@@ -59,7 +59,7 @@ ROOT_CAUSES = frozenset({ErrorType.HTTP_ERROR, ErrorType.NAVIGATION_ERROR})
 # How an optional step is "not there": anything else (an HTTP 500) fails it like any step.
 OPTIONAL_MISSES = frozenset({ErrorType.ELEMENT_NOT_FOUND, ErrorType.TIMEOUT})
 CLEANUP_SECONDS = 30.0  # all clean-up steps together, after the journey's own deadline
-GRACE_SECONDS = 2.0
+GRACE_SECONDS = 5.0  # room for saying why (missing, hidden, ambiguous) after a timeout
 INTERACTIVE = frozenset(
     {"click", "fill", "select", "press", "hover"}
 )  # beyond a step's own timeout, before we stop waiting on Playwright

@@ -24,7 +24,9 @@ from probes.runners import python_step
 from probes.runners.failures import StepFailure
 from probes.runners.locators import all_matches, ambiguity, candidates, resolve, visible
 
-COUNT_TIMEOUT_SECONDS = 1.0  # looking whether a locator matches anything, after a timeout
+# Looking whether a locator matches anything, after a timeout: generous, because a busy
+# machine answers slowly and "missing" or "hidden" is what on-call reads first.
+COUNT_TIMEOUT_SECONDS = 3.0
 
 
 class Deadline:
@@ -214,9 +216,9 @@ async def _why_missing(page: Page, locator: Locator, limit: str) -> str | None:
     None when the element was there and the action itself timed out."""
     everything = all_matches(page, locator)
     try:
-        total = await asyncio.wait_for(everything.count(), COUNT_TIMEOUT_SECONDS)
-        shown = await asyncio.wait_for(
-            everything.filter(visible=True).count(), COUNT_TIMEOUT_SECONDS
+        total, shown = await asyncio.wait_for(
+            asyncio.gather(everything.count(), everything.filter(visible=True).count()),
+            COUNT_TIMEOUT_SECONDS,
         )
     except (Error, TimeoutError):
         return None
