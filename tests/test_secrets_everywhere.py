@@ -62,10 +62,22 @@ JOURNEYS = {
       - name: place order
         click: {role: button, name: Place order}
 """,
+    # The journey fails first; its clean-up then types the secret (trace recording still on).
+    "typed in the clean-up": """
+      - name: place order
+        click: {role: button, name: Place order}
+    cleanup:
+      - name: back to the cart
+        goto: /cart
+      - name: voucher
+        fill: {label: Voucher code}
+        value: ${secret:SHOP_VOUCHER}
+""",
 }
 
 
 def config_for(shop: RunningShop, steps: str) -> str:
+    steps, _, cleanup = steps.partition("    cleanup:\n")
     return (
         textwrap.dedent(
             f"""
@@ -84,6 +96,11 @@ def config_for(shop: RunningShop, steps: str) -> str:
         )
         + textwrap.indent(textwrap.dedent(steps).strip("\n"), " " * 6)
         + "\n"
+        + (
+            f"    cleanup:\n{textwrap.indent(textwrap.dedent(cleanup).strip(chr(10)), ' ' * 6)}\n"
+            if cleanup
+            else ""
+        )
     )
 
 

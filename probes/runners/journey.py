@@ -209,7 +209,7 @@ async def _run_in_context(
     evidence = Evidence()
     settings = spec.evidence
     planned = [step for step in spec.steps if step.runs_on(request.device)]
-    secrets = secret_fields(spec.steps, masker)
+    secrets = secret_fields((*spec.steps, *spec.cleanup), masker)  # clean-up types too
     # A screencast frame would show a typed secret legibly: no frames when one is typed.
     tracing = await start_trace(context, settings, request.attempt, screencast=not secrets)
     await context.add_init_script(INIT_SCRIPT)
