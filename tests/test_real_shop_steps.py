@@ -14,7 +14,7 @@ from probes.config import load_config_text
 from probes.demo_shop.app import DELAYS, ORDERS
 from probes.demo_shop.server import RunningShop
 from probes.result import ErrorType, RunResult, Status, to_dict
-from probes.runners.journey import run
+from probes.runners.journey import run, run_outcome
 from probes.runners.outcome import RunRequest
 from tests.conftest import RunJourney
 from tests.services import free_port
@@ -470,3 +470,32 @@ journeys:
 
     assert result.error_message == f"HTTP 500 for POST {shop.url}/checkout"
     assert "WELCOME-2026-secret" not in json.dumps(to_dict(result))
+
+
+async def test_a_secret_capture_is_masked_in_the_result_and_the_evidence_taken_after_it(
+    browsers: BrowserManager, shop: RunningShop
+) -> None:
+    config = load_config_text(
+        journey("""
+      - name: product
+        goto: /product/trail-runner
+      - name: add to cart
+        click: {role: button, name: Add to cart}
+      - name: place order
+        click: {role: button, name: Place order}
+        capture:
+          order: {text: {test_id: order-id}, pattern: "Order (\\\\w+)", secret: true}
+      - name: print the invoice
+        click: {role: button, name: Print invoice}
+        timeout: 1s
+"""),
+        variables={"SHOP": shop.url},
+        env={},
+    )
+    outcome = await run_outcome(config.journeys[0], browsers, RunRequest("desktop"), config.masker)
+
+    order = list(shop.app[ORDERS])[-1]  # the order this run placed
+    assert outcome.result.failed_step == "print the invoice"
+    assert outcome.result.browser.captures["order"] == "***"
+    html = next(data for name, data in outcome.blobs.items() if name.endswith(".html"))
+    assert b"Order ***" in html and order.encode() not in html

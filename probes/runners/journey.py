@@ -230,7 +230,7 @@ async def _run_in_context(
                 "step_failed",
                 step=step.name,
                 error_type=result.error_type,
-                error=masker.mask(result.error_message or "")[:1000],
+                error=_with_captured(masker, spec, run).mask(result.error_message or "")[:1000],
             )
             if not monitor.pending_navigation() and not monitor.crashed:
                 await capture_page(
@@ -239,7 +239,7 @@ async def _run_in_context(
                     step=step.name,
                     prefix=f"step-{index:02d}",
                     settings=settings,
-                    masker=masker,
+                    masker=_with_captured(masker, spec, run),
                     secrets=secrets,
                 )
     await monitor.settle()
@@ -261,20 +261,31 @@ async def _run_in_context(
             step=steps[-1].name,
             prefix="final",
             settings=settings,
-            masker=masker,
+            masker=_with_captured(masker, spec, run),
             secrets=secrets,
         )
     cleanup = await _run_cleanup(spec, page, monitor, run, request.device)
     if tracing:
         keep = settings.trace == "always" or failed or slow
-        await stop_trace(context, evidence, keep=keep, masker=masker)
-    captured_secrets = [
+        await stop_trace(context, evidence, keep=keep, masker=_with_captured(masker, spec, run))
+    captured_secrets = _captured_secrets(spec, run)
+    return _Ran(planned, steps, pages, budgets, evidence, run, cleanup, captured_secrets)
+
+
+def _captured_secrets(spec: JourneySpec, run: StepContext) -> list[str]:
+    """Values captured so far that the config marks ``secret: true`` (a one-time code)."""
+    return [
         run.captures[name]
-        for step in spec.steps
+        for step in (*spec.steps, *spec.cleanup)
         for name, capture in step.capture.items()
         if capture.secret and name in run.captures
     ]
-    return _Ran(planned, steps, pages, budgets, evidence, run, cleanup, captured_secrets)
+
+
+def _with_captured(masker: Masker, spec: JourneySpec, run: StepContext) -> Masker:
+    """The run's masker, knowing the secrets captured so far: evidence taken after a
+    secret was captured (its HTML, its trace) masks it like a configured one."""
+    return masker.extended(_captured_secrets(spec, run))
 
 
 async def _run_cleanup(
