@@ -186,10 +186,11 @@ class Mailbox:
     """What a local SMTP server received (aiosmtpd's handler interface)."""
 
     def __init__(self) -> None:
-        self.messages: list[email.message.Message] = []
+        self.messages: list[email.message.EmailMessage] = []
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        assert isinstance(message, email.message.EmailMessage)
         self.messages.append(message)
         return "250 OK"
 
@@ -236,6 +237,7 @@ async def test_the_shipped_email_template_is_delivered_by_smtp_with_each_alerts_
     assert message["To"] == "shop-team@example.com"
     assert str(message["Subject"]).startswith("[FIRING:2] ParcoursJourneyFailing")
     parts = [p for p in message.walk() if p.get_content_type() == "text/plain"]
+    assert isinstance(parts[0], email.message.EmailMessage)  # the default policy's kind
     text = parts[0].get_content()
     for device, error in (("mobile", "HTTP 500 for POST /checkout"), ("desktop", "test_id=")):
         assert f"fails on {device} in paris" in text

@@ -97,7 +97,7 @@ def checkout(tmp_path: Path, shop: RunningShop) -> Path:
 defaults:
   interval: {INTERVAL:.0f}s
   timeout: 9s
-  step_timeout: 4s
+  step_timeout: 6s
   retries: 1
   devices: [desktop, mobile]
 journeys:
@@ -188,10 +188,13 @@ async def test_two_locations_page_once_hold_through_a_collector_outage_and_resol
                 if a["status"] == "firing"
             }
             assert {location for location, _ in alerts} == set(LOCATIONS)
-            first = incident[0]["alerts"][0]["annotations"]
-            assert 'at step "place order" (http_error)' in first["summary"]
-            assert "HTTP 500 for POST" in first["error"]
-            assert "latest-failure?location=" in first["run"]
+            notes = [a["annotations"] for body in incident for a in body["alerts"]]
+            # Every page names a step and an error type; the break itself shows as the
+            # checkout's HTTP 500 (on a very busy machine a run may time out earlier first).
+            assert all(" at step " in n["summary"] and "(" in n["summary"] for n in notes)
+            assert any('at step "place order" (http_error)' in n["summary"] for n in notes)
+            assert any("HTTP 500 for POST" in n["error"] for n in notes)
+            assert all("latest-failure?location=" in n["run"] for n in notes)
 
             # 3. The collector stops for 3 minutes while the shop stays broken: no all-clear.
             stop(collector_process)
