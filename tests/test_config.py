@@ -600,3 +600,44 @@ journeys:
         'shop.yaml:3: journey "both", alerting: alerting needs exactly one of sensitivity '
         "(low, medium, high) or min_locations"
     ]
+
+
+def test_a_capture_used_before_any_step_captures_it_is_a_config_error() -> None:
+    problems = problems_of(
+        """
+        journeys:
+          - name: order
+            steps:
+              - name: open the order
+                goto: /order/{{order}}
+              - name: place order
+                click: {role: button, name: Place order}
+                capture:
+                  order: {text: {test_id: order-id}}
+            cleanup:
+              - name: cancel
+                goto: /order/{{order}}/cancel?by={{who}}
+        """
+    )
+
+    assert problems == [
+        "shop.yaml:2: journey \"order\": step 'open the order' uses {{order}}, "
+        "which no earlier step captures"
+    ]
+    assert (
+        "cleanup step 'cancel' uses {{who}}"
+        in problems_of(
+            """
+        journeys:
+          - name: order
+            steps:
+              - name: place order
+                click: {role: button, name: Place order}
+                capture:
+                  order: {text: {test_id: order-id}}
+            cleanup:
+              - name: cancel
+                goto: /order/{{order}}/cancel?by={{who}}
+        """
+        )[0]
+    )

@@ -15,14 +15,14 @@ from typing import Annotated, Any, Literal, TypeAlias
 from pydantic import BeforeValidator, Field, WithJsonSchema, model_validator
 
 from probes import assertions
+from probes.config import model
 from probes.config.model import Alerting, Duration, Interval, Name, Strict
 
 HTTP_SUBJECTS = frozenset(
     {"status", "response_time", "body", "content_type", "cert_days_left", "header"}
 )
 TCP_SUBJECTS = frozenset({"connect_time", "banner", "cert_days_left"})
-CAPTURE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
-CAPTURE_USE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+CAPTURE_NAME = re.compile(model.CAPTURE_NAME)  # shared with browser journeys' captures
 
 
 def _parser(allowed: frozenset[str]) -> Callable[[object], assertions.Assertion]:
@@ -159,14 +159,15 @@ class HttpCheck(CheckBase):
 
     @model_validator(mode="after")
     def _captures_defined_before_use(self) -> HttpCheck:
-        known: set[str] = set()
-        for step in self.steps:
-            for used in CAPTURE_USE.findall(step.request.model_dump_json(by_alias=True)):
-                if used not in known:
-                    raise ValueError(
-                        f"step '{step.name}' uses {{{{{used}}}}}, which no earlier step captures"
-                    )
-            known.update(step.capture)
+        steps = (
+            (
+                step.name,
+                model.CAPTURE_USE.findall(step.request.model_dump_json(by_alias=True)),
+                step.capture,
+            )
+            for step in self.steps
+        )
+        model.captures_before_use(steps, set())
         return self
 
 

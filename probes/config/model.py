@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Iterable, Mapping
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
@@ -421,15 +422,25 @@ class Step(Strict):
         return {name for text in texts if text for name in CAPTURE_USE.findall(text)}
 
 
-def _captures_before_use(steps: list[Step], known: set[str], where: str) -> set[str]:
-    """Every ``{{name}}`` a step uses was captured by an earlier step; returns all names."""
-    for step in steps:
-        for used in sorted(step.captures_used() - known):
-            raise ValueError(
-                f"{where}step '{step.name}' uses {{{{{used}}}}}, which no earlier step captures"
-            )
-        known = known | set(step.capture)
+def captures_before_use(
+    steps: Iterable[tuple[str, Iterable[str], Iterable[str]]], known: set[str], where: str = ""
+) -> set[str]:
+    """Every ``{{name}}`` a step uses was captured by an earlier step; returns all names.
+    Each step is (its name, the names it uses in order, the names it captures): browser
+    journeys and HTTP checks check the same way."""
+    for name, uses, captures in steps:
+        for used in uses:
+            if used not in known:
+                raise ValueError(
+                    f"{where}step '{name}' uses {{{{{used}}}}}, which no earlier step captures"
+                )
+        known = known | set(captures)
     return known
+
+
+def fill_captures(text: str, captures: Mapping[str, str]) -> str:
+    """``{{name}}`` replaced by what an earlier step captured (checked at load to exist)."""
+    return CAPTURE_USE.sub(lambda m: captures.get(m[1], ""), text)
 
 
 # How many of the locations that run a journey must fail before it pages, as a share of
@@ -565,8 +576,11 @@ class Journey(Strict):
 
     @model_validator(mode="after")
     def _captures_defined_before_use(self) -> Journey:
-        known = _captures_before_use(self.steps, set(), "")
-        _captures_before_use(self.cleanup, known, "cleanup ")
+        def uses(steps: list[Step]) -> Iterable[tuple[str, list[str], Iterable[str]]]:
+            return ((s.name, sorted(s.captures_used()), s.capture) for s in steps)
+
+        known = captures_before_use(uses(self.steps), set())
+        captures_before_use(uses(self.cleanup), known, "cleanup ")
         return self
 
 

@@ -23,7 +23,8 @@ from urllib.parse import urljoin
 import aiohttp
 
 from probes import assertions
-from probes.config.api_model import CAPTURE_USE, HttpCheck, HttpRequest, HttpStep
+from probes.config.api_model import HttpCheck, HttpRequest, HttpStep
+from probes.config.model import fill_captures
 from probes.config.spec import JourneySpec
 from probes.result import AssertionResult, ErrorType, Exchange, Status, StepResult, first_line
 from probes.runners.failures import StepFailure
@@ -90,7 +91,9 @@ async def _run_step(
     step: HttpStep, base_url: str | None, captures: Mapping[str, str], deadline: float
 ) -> _StepDone:
     request = step.request
-    url = urljoin(f"{base_url.rstrip('/')}/" if base_url else "", _fill(request.url, captures))
+    url = urljoin(
+        f"{base_url.rstrip('/')}/" if base_url else "", fill_captures(request.url, captures)
+    )
     limit = min(request.timeout or float("inf"), max(deadline - time.monotonic(), 0.001))
     started, clock = time.time(), time.monotonic()
     timeline = Timeline()
@@ -242,14 +245,14 @@ async def _send(
     family = {"any": socket.AF_UNSPEC, "ipv4": socket.AF_INET, "ipv6": socket.AF_INET6}[request.ip]
     ssl_context = context_for(request.tls) if url.startswith("https:") else None
     connector = aiohttp.TCPConnector(force_close=True, family=family, use_dns_cache=False)
-    headers = {k: _fill(v, captures) for k, v in request.headers.items()}
+    headers = {k: fill_captures(v, captures) for k, v in request.headers.items()}
     auth = None
     if request.auth is not None and request.auth.basic is not None:
         auth = aiohttp.BasicAuth(
-            request.auth.basic.user, _fill(request.auth.basic.password, captures)
+            request.auth.basic.user, fill_captures(request.auth.basic.password, captures)
         )
     elif request.auth is not None and request.auth.bearer is not None:
-        headers["Authorization"] = f"Bearer {_fill(request.auth.bearer, captures)}"
+        headers["Authorization"] = f"Bearer {fill_captures(request.auth.bearer, captures)}"
     async with aiohttp.ClientSession(connector=connector, trace_configs=[_TRACE]) as session:
         try:
             async with session.request(
@@ -296,20 +299,15 @@ def _body(request: HttpRequest, captures: Mapping[str, str]) -> dict[str, Any]:
     if request.json_body is not None:
         return {"json": _fill_data(request.json_body, captures)}
     if request.form is not None:
-        return {"data": {k: _fill(v, captures) for k, v in request.form.items()}}
+        return {"data": {k: fill_captures(v, captures) for k, v in request.form.items()}}
     if request.body is not None:
-        return {"data": _fill(request.body, captures).encode()}
+        return {"data": fill_captures(request.body, captures).encode()}
     return {}
-
-
-def _fill(text: str, captures: Mapping[str, str]) -> str:
-    """``{{token}}`` replaced by what an earlier step captured (checked at load)."""
-    return CAPTURE_USE.sub(lambda m: captures.get(m[1], ""), text)
 
 
 def _fill_data(value: Any, captures: Mapping[str, str]) -> Any:
     if isinstance(value, str):
-        return _fill(value, captures)
+        return fill_captures(value, captures)
     if isinstance(value, list):
         return [_fill_data(item, captures) for item in value]
     if isinstance(value, dict):
@@ -370,7 +368,7 @@ def _verdict(
 
 def _request_excerpt(request: HttpRequest, url: str, captures: Mapping[str, str]) -> str:
     """The request as on-call would replay it (secrets are masked with the whole result)."""
-    head = "\n".join(f"{k}: {_fill(v, captures)}" for k, v in request.headers.items())
+    head = "\n".join(f"{k}: {fill_captures(v, captures)}" for k, v in request.headers.items())
     body = _body(request, captures)
     payload = json.dumps(body["json"]) if "json" in body else str(body.get("data", ""))
     return f"{request.method} {url}\n{head}\n\n{payload[:EXCERPT]}".rstrip()

@@ -18,7 +18,7 @@ from playwright.async_api import Error, Page, expect
 from playwright.async_api import TimeoutError as PwTimeoutError
 
 from probes.config.durations import format_duration
-from probes.config.model import CAPTURE_USE, Capture, Expectation, Locator, Step
+from probes.config.model import Capture, Expectation, Locator, Step, fill_captures
 from probes.result import ErrorType, first_line, shorten
 from probes.runners import python_step
 from probes.runners.failures import StepFailure
@@ -87,7 +87,7 @@ class StepContext:
 
     def fill(self, text: str) -> str:
         """``{{name}}`` replaced by its captured value (checked at load to exist)."""
-        return CAPTURE_USE.sub(lambda m: self.captures.get(m[1], ""), text)
+        return fill_captures(text, self.captures)
 
 
 async def _act(page: Page, step: Step, run: StepContext, deadline: Deadline) -> None:
