@@ -42,14 +42,10 @@ def all_matches(page: Page, locator: Locator) -> PwLocator:
 
 
 def visible(page: Page, locator: Locator) -> PwLocator:
-    """The visible elements the locator matches, narrowed to one by ``nth`` when given."""
+    """The visible elements the locator matches, narrowed to one by ``nth`` when given: what
+    an action uses (strict: several is an error) and what expectations look at."""
     found = all_matches(page, locator).filter(visible=True)
     return found.nth(locator.nth) if locator.nth is not None else found
-
-
-def resolve(page: Page, locator: Locator) -> PwLocator:
-    """The locator an action uses: visible matches only, strict (several is an error)."""
-    return visible(page, locator)
 
 
 def _by_kind(scope: Scope, locator: Locator) -> PwLocator:

@@ -22,7 +22,7 @@ from probes.config.model import Capture, Expectation, Locator, Step, fill_captur
 from probes.result import ErrorType, first_line, shorten
 from probes.runners import python_step
 from probes.runners.failures import StepFailure
-from probes.runners.locators import all_matches, ambiguity, candidates, resolve, visible
+from probes.runners.locators import all_matches, ambiguity, candidates, visible
 
 # Looking whether a locator matches anything, after a timeout: generous, because a busy
 # machine answers slowly and "missing" or "hidden" is what on-call reads first.
@@ -99,7 +99,7 @@ async def _act(page: Page, step: Step, run: StepContext, deadline: Deadline) -> 
     elif action == "press":
         key = run.fill(str(step.press))
         if step.on is not None:
-            await resolve(page, step.on).press(key, timeout=deadline.ms())
+            await visible(page, step.on).press(key, timeout=deadline.ms())
         else:
             await page.keyboard.press(key)
     elif action == "wait_for_load":
@@ -116,7 +116,7 @@ async def _act(page: Page, step: Step, run: StepContext, deadline: Deadline) -> 
 
 
 async def _on_element(page: Page, step: Step, run: StepContext, deadline: Deadline) -> None:
-    action, target = step.action, resolve(page, _target(step))
+    action, target = step.action, visible(page, _target(step))
     if action == "click":
         await target.click(timeout=deadline.ms())
     elif action == "fill":
@@ -164,7 +164,7 @@ def _capture_of(capture: Capture) -> Locator:
 
 
 async def _read(page: Page, locator: Locator, deadline: Deadline, attribute: str | None) -> str:
-    target = resolve(page, locator)
+    target = visible(page, locator)
     try:
         if attribute is not None:
             return await target.get_attribute(attribute, timeout=deadline.ms()) or ""
