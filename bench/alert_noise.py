@@ -30,16 +30,12 @@ import argparse
 import asyncio
 import contextlib
 import signal
-import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from bench.common import write
 from probes.demo_shop.app import FAULTS
@@ -53,14 +49,26 @@ from tests.services import (
     free_port,
     prometheus,
     promql,
+    started_process,
+    stop_process,
     wait_until,
     webhook_server,
 )
-from tests.test_alerting_e2e import AM_CONFIG, RULES, alertmanager_config_for
+from tests.test_alerting_e2e import RULES
+from tests.test_oncall_two_locations import (
+    agent_command,
+    checkout_journey,
+    shipped_config_with_receivers,
+)
 
 INTERVAL = 30.0
 SCRAPE = "15s"
 LOCATIONS = ("paris", "lyon", "tokyo")
+DEFAULTS = f"""
+interval: {INTERVAL:.0f}s
+timeout: 25s
+alerting: {{sensitivity: low}}
+"""
 
 
 @dataclass
@@ -74,66 +82,6 @@ class Tally:
     false_all_clears: int = 0
     break_to_page: float | None = None
     repair_to_resolved: float | None = None
-
-
-def shipped_routes(hook_url: str) -> dict[str, Any]:
-    """The shipped Alertmanager config with the test's receiver URLs, timings as shipped."""
-    config = alertmanager_config_for(hook_url)
-    config["route"] = yaml.safe_load(AM_CONFIG.read_text())["route"]
-    return config
-
-
-def journey_file(path: Path, shop: RunningShop) -> Path:
-    path.write_text(
-        f"""
-defaults:
-  interval: {INTERVAL:.0f}s
-  timeout: 25s
-  devices: [desktop, mobile]
-  alerting: {{sensitivity: low}}
-journeys:
-  - name: checkout
-    base_url: {shop.url}
-    steps:
-      - name: product
-        goto: /product/trail-runner
-      - name: add to cart
-        click: {{role: button, name: Add to cart}}
-      - name: place order
-        click: {{role: button, name: Place order}}
-        expect:
-          - text: Thank you for your order
-"""
-    )
-    return path
-
-
-@contextlib.contextmanager
-def started(args: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    with log.open("ab") as out:
-        process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
-        try:
-            yield process
-        finally:
-            stop(process)
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGCONT)  # a frozen agent must be able to stop
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def agent_args(config: Path, collector: str, location: str) -> list[str]:
-    return [
-        *(sys.executable, "-m", "probes.cli", "agent", str(config)),
-        *("--collector", collector, "--location", location, "--agent-name", location),
-    ]
 
 
 class Watch:
@@ -250,7 +198,7 @@ async def main() -> None:
                 port = free_port()
                 collector = f"http://127.0.0.1:{port}"
                 log = tmp / "processes.log"
-                am = stack.enter_context(alertmanager(tmp, shipped_routes(hook_url)))
+                am = stack.enter_context(alertmanager(tmp, shipped_config_with_receivers(hook_url)))
                 prom = stack.enter_context(
                     prometheus(
                         tmp,
@@ -261,13 +209,13 @@ async def main() -> None:
                     )
                 )
                 collector_args = collector_command(port, tmp / "collector")
-                collector_process = stack.enter_context(started(collector_args, log))
-                west_config = journey_file(tmp / "west.yaml", west)
-                east_config = journey_file(tmp / "east.yaml", east)
+                collector_process = stack.enter_context(started_process(collector_args, log))
+                west_config = checkout_journey(tmp / "west.yaml", west, DEFAULTS)
+                east_config = checkout_journey(tmp / "east.yaml", east, DEFAULTS)
                 agents = {
                     location: stack.enter_context(
-                        started(
-                            agent_args(
+                        started_process(
+                            agent_command(
                                 east_config if location == "tokyo" else west_config,
                                 collector,
                                 location,
@@ -313,9 +261,9 @@ async def main() -> None:
                     heal()
                     set_faults(west, east, checkout_500=True)()
                     await asyncio.sleep(2 * INTERVAL + 60)  # paged by then
-                    stop(collector_process)
+                    stop_process(collector_process)
                     await asyncio.sleep(180)
-                    stack.enter_context(started(collector_args, log))
+                    stack.enter_context(started_process(collector_args, log))
 
                     async def back() -> bool:
                         return (await aget(f"{collector}/-/ready"))[0] == 200

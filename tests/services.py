@@ -133,14 +133,32 @@ def parcours_run(
     try:
         yield process, f"http://127.0.0.1:{port}"
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_process(process)
         log.close()
+
+
+def stop_process(process: subprocess.Popen[Any]) -> None:
+    """SIGTERM (a process stopped with SIGSTOP is continued first, so that it can obey),
+    then SIGKILL if it is still there after 30 s."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGCONT)
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@contextlib.contextmanager
+def started_process(args: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A process writing to ``log`` (appended), stopped by ``stop_process`` on the way out."""
+    with log.open("ab") as out:
+        process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            yield process
+        finally:
+            stop_process(process)
 
 
 def collector_command(port: int, data_dir: Path, *extra: str) -> list[str]:

@@ -13,11 +13,10 @@ import asyncio
 import contextlib
 import json
 import re
-import signal
-import subprocess
 import sys
+import textwrap
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,8 @@ from tests.services import (
     free_port,
     prometheus,
     promql,
+    started_process,
+    stop_process,
     wait_until,
     webhook_server,
 )
@@ -52,54 +53,21 @@ def shipped_config_with_receivers(url: str) -> dict[str, Any]:
     return config
 
 
-@contextlib.contextmanager
-def process(args: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """A process stopped with SIGTERM (then killed) on the way out."""
-    with log.open("ab") as out:
-        running = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
-        try:
-            yield running
-        finally:
-            stop(running)
-
-
-def stop(running: subprocess.Popen[bytes]) -> None:
-    if running.poll() is None:
-        running.send_signal(signal.SIGTERM)
-        try:
-            running.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            running.kill()
-            running.wait()
-
-
-def agent_command(config: Path, collector: str, location: str) -> list[str]:
+def agent_command(config: Path, collector: str, location: str, *extra: str) -> list[str]:
+    """`parcours agent` for one location, named after it."""
     return [
-        sys.executable,
-        "-m",
-        "probes.cli",
-        "agent",
-        str(config),
-        "--collector",
-        collector,
-        "--location",
-        location,
-        "--agent-name",
-        f"agent-{location}",
-        "--heartbeat-interval",
-        "2",
+        *(sys.executable, "-m", "probes.cli", "agent", str(config)),
+        *("--collector", collector, "--location", location, "--agent-name", f"agent-{location}"),
+        *extra,
     ]
 
 
-def checkout(tmp_path: Path, shop: RunningShop) -> Path:
-    path = tmp_path / "oncall.yaml"
+def checkout_journey(path: Path, shop: RunningShop, defaults: str) -> Path:
+    """The demo checkout in three steps on mobile and desktop, with the given defaults."""
     path.write_text(
         f"""
 defaults:
-  interval: {INTERVAL:.0f}s
-  timeout: 9s
-  step_timeout: 6s
-  retries: 1
+  {textwrap.indent(textwrap.dedent(defaults).strip(), "  ").lstrip()}
   devices: [desktop, mobile]
 journeys:
   - name: checkout
@@ -135,7 +103,16 @@ def resolved_failing(receiver: Webhook) -> list[float]:
 async def test_two_locations_page_once_hold_through_a_collector_outage_and_resolve_on_repair(
     shop: RunningShop, faults: Callable[..., None], tmp_path: Path
 ) -> None:
-    config = checkout(tmp_path, shop)
+    config = checkout_journey(
+        tmp_path / "oncall.yaml",
+        shop,
+        f"""
+        interval: {INTERVAL:.0f}s
+        timeout: 9s
+        step_timeout: 6s
+        retries: 1
+        """,
+    )
     port = free_port()
     collector = f"http://127.0.0.1:{port}"
     log = tmp_path / "processes.log"
@@ -148,9 +125,10 @@ async def test_two_locations_page_once_hold_through_a_collector_outage_and_resol
             ) as prom,
             contextlib.ExitStack() as stack,
         ):
-            collector_process = stack.enter_context(process(collector_args, log))
+            collector_process = stack.enter_context(started_process(collector_args, log))
             for location in LOCATIONS:
-                stack.enter_context(process(agent_command(config, collector, location), log))
+                agent = agent_command(config, collector, location, "--heartbeat-interval", "2")
+                stack.enter_context(started_process(agent, log))
 
             async def healthy_everywhere() -> bool:
                 found = await promql(prom, 'parcours_journey_success{journey="checkout"} == 1')
@@ -197,10 +175,10 @@ async def test_two_locations_page_once_hold_through_a_collector_outage_and_resol
             assert all("latest-failure?location=" in n["run"] for n in notes), notes
 
             # 3. The collector stops for 3 minutes while the shop stays broken: no all-clear.
-            stop(collector_process)
+            stop_process(collector_process)
             await _quiet_for(OUTAGE)
             assert resolved_failing(webhook) == [], "a false all-clear during the outage"
-            stack.enter_context(process(collector_args, log))
+            stack.enter_context(started_process(collector_args, log))
 
             async def collector_back() -> bool:
                 return (await aget(f"{collector}/-/ready"))[0] == 200
