@@ -8,6 +8,7 @@ take the collector down. ``create_app`` is the one factory used by
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
@@ -22,8 +23,10 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from collector import pages
 from collector.artifacts import ArtifactRefused, ArtifactStore, RetentionLimits
+from collector.bus import Bus, BusSettings, ResultsReader
+from collector.dispatcher import Dispatcher, DispatchSettings
 from collector.history import RunHistory
-from collector.ingest import IngestLimits, Ingestor, Refused
+from collector.ingest import IngestLimits, Ingestor, Refused, loads_strict
 from collector.metrics import MetricsRenderer
 from collector.state import CollectorState
 from probes.result import ResultFormatError, from_dict, to_dict
@@ -44,6 +47,10 @@ class CollectorSettings:
     # Where people, alert links and Grafana reach the collector's pages; exported as
     # parcours_collector_info{url} so that the dashboards' links need no hand-set URL.
     public_url: str | None = None
+    # Split deployment: results and heartbeats come from NATS (the HTTP write endpoints
+    # answer 410), and with ``dispatch`` the collector schedules the config's jobs.
+    bus: BusSettings | None = None
+    dispatch: DispatchSettings | None = None
 
     @property
     def database(self) -> Path:
@@ -59,6 +66,7 @@ INGESTOR = web.AppKey("ingestor", Ingestor)
 REGISTRY = web.AppKey("registry", CollectorRegistry)
 RENDERER = web.AppKey("renderer", MetricsRenderer)
 ARTIFACTS = web.AppKey("artifacts", ArtifactStore)
+READER = web.AppKey("reader", ResultsReader)
 
 
 def create_app(settings: CollectorSettings) -> web.Application:
@@ -81,10 +89,13 @@ def create_app(settings: CollectorSettings) -> web.Application:
         announce_url(app, settings.public_url)
     app[RENDERER] = MetricsRenderer()
     app.cleanup_ctx.append(_history)
-    app.router.add_post("/api/v1/results", post_results)
-    app.router.add_post("/api/v1/heartbeats", post_heartbeat)
+    writes = settings.bus is None
+    app.router.add_post("/api/v1/results", post_results if writes else retired)
+    app.router.add_post("/api/v1/heartbeats", post_heartbeat if writes else retired)
     app.router.add_get("/api/v1/runs", get_runs)
-    app.router.add_put("/api/v1/runs/{run_id}/artifacts/{name}", put_artifact)
+    app.router.add_put(
+        "/api/v1/runs/{run_id}/artifacts/{name}", put_artifact if writes else retired
+    )
     app.router.add_get("/runs/{run_id}/artifacts/{name}", get_artifact, name="artifact")
     app.router.add_get("/metrics", get_metrics)
     app.router.add_get("/", to_status)
@@ -106,8 +117,42 @@ async def _history(app: web.Application) -> AsyncIterator[None]:
     await app[INGESTOR].load_seen()
     await _restore_state(app)
     log.info("collector_ready", database=str(settings.database))
-    yield
+    async with _split_deployment(app):
+        yield
     await history.close()
+
+
+@contextlib.asynccontextmanager
+async def _split_deployment(app: web.Application) -> AsyncIterator[None]:
+    """With NATS: read the results stream and, given a config, schedule its jobs."""
+    settings = app[SETTINGS]
+    if settings.bus is None:
+        yield
+        return
+    bus = await Bus.open(settings.bus)
+    reader = ResultsReader(bus, app[INGESTOR], app[ARTIFACTS])
+    dispatcher = None
+    try:
+        await reader.start()
+        if settings.dispatch is not None:
+            dispatcher = Dispatcher(bus, settings.dispatch, app[STATE], app[REGISTRY])
+            await dispatcher.start()
+        app[READER] = reader
+        yield
+    finally:
+        if dispatcher is not None:
+            await dispatcher.stop()
+        await reader.stop()
+        await bus.close()
+
+
+async def retired(request: web.Request) -> web.Response:
+    """Agents of a NATS deployment publish to JetStream; nobody writes here over HTTP."""
+    raise _error(
+        web.HTTPGone,
+        "this collector takes results, heartbeats and artifacts over NATS JetStream only "
+        "(run agents with --nats)",
+    )
 
 
 def announce_url(app: web.Application, url: str) -> None:
@@ -154,18 +199,13 @@ async def _json_body(request: web.Request) -> Any:
     if len(body) > limit:
         raise _too_large(limit, len(body))
     try:
-        return json.loads(body, parse_constant=_no_constant)
+        return loads_strict(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise _error(web.HTTPBadRequest, f"invalid JSON: {exc}") from None
     except RecursionError:
         raise _error(web.HTTPBadRequest, "invalid JSON: nested too deeply") from None
     except ValueError as exc:
         raise _error(web.HTTPBadRequest, f"invalid JSON: {exc}") from None
-
-
-def _no_constant(name: str) -> object:
-    """JSON has no NaN or Infinity; Python's parser would accept them."""
-    raise ValueError(f"{name} is not a JSON number")
 
 
 _REFUSED_STATUS: dict[int, type[web.HTTPException]] = {

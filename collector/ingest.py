@@ -13,6 +13,7 @@ HTTP status and a reason, and is counted.
 
 from __future__ import annotations
 
+import json
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -35,9 +36,11 @@ log = structlog.get_logger(__name__)
 DEDUPE_WINDOW = 200_000  # run ids remembered to refuse repeats (agents retry within minutes)
 RUNS_EXPECTING_ARTIFACTS = 20_000  # recent runs whose declared artifacts may still arrive
 REFUSAL_REASONS = {
-    "result": ("invalid", "clock_skew", "series_limit"),
-    "heartbeat": ("invalid", "clock_skew"),
-    "artifact": ("invalid", "unknown_run", "undeclared", "quota"),
+    # location_mismatch: over NATS, a document whose location is not its subject's
+    "result": ("invalid", "clock_skew", "series_limit", "location_mismatch"),
+    "heartbeat": ("invalid", "clock_skew", "location_mismatch"),
+    # not_in_store: over NATS, a declared artifact the object store does not hold
+    "artifact": ("invalid", "unknown_run", "undeclared", "quota", "not_in_store"),
 }
 
 
@@ -232,6 +235,15 @@ class Ingestor:
             self._expecting[result.run_id] = ExpectedArtifacts(result.agent, sizes)
             if len(self._expecting) > RUNS_EXPECTING_ARTIFACTS:
                 self._expecting.popitem(last=False)
+
+
+def loads_strict(data: bytes | str) -> Any:
+    """JSON as the contract means it: Python's parser would accept NaN and Infinity."""
+    return json.loads(data, parse_constant=_no_constant)
+
+
+def _no_constant(name: str) -> object:
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def _row(result: RunResult, document: dict[str, Any]) -> HistoryRow:

@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
+import socket
 import sys
 import tempfile
 from collections.abc import Coroutine, Mapping, Sequence
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
     from probes.agent.agent import AgentSettings
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_CONFIG, EXIT_NO_BROWSER = 0, 1, 2, 3
+EXIT_USAGE = 2  # as argparse exits on a usage error
 _T = TypeVar("_T")
 HELP = """Synthetic monitoring of the journeys your customers take: Parcours drives a real
 browser (and HTTP/TCP checks) through them on schedule, step by step, on a phone profile
@@ -113,6 +116,28 @@ def _parser() -> argparse.ArgumentParser:
     _agent_options(run)
     run.set_defaults(handler=_cmd_run, default_log_level="info")
 
+    _collector_command(commands)
+
+    _agent_command(commands)
+
+    _nats_config_command(commands)
+
+    schema = commands.add_parser("schema", help="print the JSON Schema of config files")
+    schema.set_defaults(handler=_cmd_schema)
+
+    shop = commands.add_parser("demo-shop", help="serve the bundled demo shop")
+    shop.add_argument("--listen", default="127.0.0.1:8081", metavar="HOST:PORT")
+    shop.add_argument(
+        "--tls-listen",
+        default="127.0.0.1:8443",
+        metavar="HOST:PORT",
+        help="the same shop over HTTPS, self-signed (default 127.0.0.1:8443)",
+    )
+    shop.set_defaults(handler=_cmd_demo_shop)
+    return parser
+
+
+def _collector_command(commands: Any) -> None:
     collector = commands.add_parser("collector", help="serve the collector")
     collector.add_argument("--listen", default="127.0.0.1:9480", metavar="HOST:PORT")
     collector.add_argument("--data-dir", default="data", help="where the run history lives")
@@ -139,27 +164,83 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="results dated further ahead than this are refused (default 300)",
     )
+    split = collector.add_argument_group(
+        "split deployment on NATS JetStream (agents take jobs from NATS, not a config)"
+    )
+    split.add_argument("--nats", metavar="URL", help="e.g. nats://hub:4222")
+    split.add_argument("--nats-creds", metavar="FILE", help=NATS_CREDS_HELP)
+    split.add_argument(
+        "--config",
+        nargs="+",
+        action="extend",
+        metavar="PATH",
+        help="the checks to schedule (YAML files or directories; hot reloaded); without it "
+        "this collector only reads results (a second collector of an HA pair may schedule too: "
+        "each job is published once)",
+    )
+    split.add_argument(
+        "--name",
+        type=_label,
+        default=None,
+        help="this collector's durable consumer on the results stream (default: host name); "
+        "a new name replays the stream's history",
+    )
+    split.add_argument(
+        "--job-ack-wait",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="a job whose agent went silent this long goes to another agent (default 30)",
+    )
+    split.add_argument("--results-max-age-hours", type=float, default=168.0, metavar="H")
+    split.add_argument("--results-max-mib", type=_positive, default=1024, metavar="MIB")
+    split.add_argument("--artifacts-ttl-days", type=float, default=14.0, metavar="DAYS")
+    split.add_argument(
+        "--artifacts-max-mib",
+        type=_positive,
+        default=2048,
+        metavar="MIB",
+        help="per location's bucket (default 2048)",
+    )
     collector.set_defaults(handler=_cmd_collector, default_log_level="info")
 
-    agent = commands.add_parser("agent", help="run journeys on schedule, post to a collector")
-    agent.add_argument("paths", nargs="+", metavar="CONFIG", help="YAML files or directories")
-    agent.add_argument("--collector", required=True, metavar="URL")
+
+def _agent_command(commands: Any) -> None:
+    agent = commands.add_parser(
+        "agent", help="run checks: jobs from NATS (--nats), or a config posting to a collector"
+    )
+    agent.add_argument(
+        "paths", nargs="*", metavar="CONFIG", help="YAML files or directories (without --nats)"
+    )
+    agent.add_argument(
+        "--collector",
+        metavar="URL",
+        help="without --nats: where results go; with it: where run pages are, for run links",
+    )
+    agent.add_argument("--nats", metavar="URL", help="take the location's jobs from NATS")
+    agent.add_argument("--nats-creds", metavar="FILE", help=NATS_CREDS_HELP)
     _agent_options(agent)
     agent.set_defaults(handler=_cmd_agent, default_log_level="info")
 
-    schema = commands.add_parser("schema", help="print the JSON Schema of config files")
-    schema.set_defaults(handler=_cmd_schema)
 
-    shop = commands.add_parser("demo-shop", help="serve the bundled demo shop")
-    shop.add_argument("--listen", default="127.0.0.1:8081", metavar="HOST:PORT")
-    shop.add_argument(
-        "--tls-listen",
-        default="127.0.0.1:8443",
-        metavar="HOST:PORT",
-        help="the same shop over HTTPS, self-signed (default 127.0.0.1:8443)",
+def _nats_config_command(commands: Any) -> None:
+    keys = commands.add_parser(
+        "nats-config",
+        help="write a NATS server config and one NKey seed per location (split deployment)",
     )
-    shop.set_defaults(handler=_cmd_demo_shop)
-    return parser
+    keys.add_argument("locations", nargs="+", type=_location, metavar="LOCATION")
+    keys.add_argument("--dir", required=True, help="where nats.conf and the seeds go")
+    keys.add_argument("--listen", default="127.0.0.1:4222", metavar="HOST:PORT")
+    keys.add_argument("--store-dir", default="/var/lib/nats", help="JetStream's storage")
+    keys.add_argument(
+        "--leafnode-listen",
+        metavar="HOST:PORT",
+        help="accept leaf nodes (remote sites) here; they log in as a location's agent user",
+    )
+    keys.set_defaults(handler=_cmd_nats_config)
+
+
+NATS_CREDS_HELP = "an NKey seed file (from `parcours nats-config`) or a .creds file (from nsc)"
 
 
 def _positive(text: str) -> int:
@@ -183,6 +264,17 @@ def _label(text: str) -> str:
     """A location or agent name: it becomes a label value, so it stays short and printable."""
     if not text or len(text) > 80 or not text.isprintable():
         raise argparse.ArgumentTypeError(f"expected 1-80 printable characters, got {text!r:.90}")
+    return text
+
+
+def _location(text: str) -> str:
+    """A location of the split deployment: also a NATS subject token."""
+    from probes.bus.contract import valid_location
+
+    if not valid_location(text):
+        raise argparse.ArgumentTypeError(
+            f"expected letters, digits, _ and - (at most 64), got {text!r:.90}"
+        )
     return text
 
 
@@ -267,6 +359,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_collector(args: argparse.Namespace) -> int:
     from collector.app import CollectorSettings
+    from collector.bus import BusSettings
+    from collector.dispatcher import DispatchSettings
     from collector.ingest import IngestLimits
     from probes.serve import Listen, run_collector
 
@@ -275,18 +369,54 @@ def _cmd_collector(args: argparse.Namespace) -> int:
         max_series_per_agent=args.max_series_per_agent,
         max_series_per_location=args.max_series_per_location,
     )
+    bus = dispatch = None
+    if args.nats:
+        bus = BusSettings(
+            args.nats,
+            args.nats_creds,
+            name=args.name or socket.gethostname(),
+            results_max_age=args.results_max_age_hours * 3600,
+            results_max_bytes=args.results_max_mib * 1024**2,
+            artifacts_ttl=args.artifacts_ttl_days * 86400,
+            artifacts_max_bytes=args.artifacts_max_mib * 1024**2,
+            job_ack_wait=args.job_ack_wait,
+        )
+        if args.config:
+            dispatch = DispatchSettings(tuple(args.config))
+    elif args.config:
+        print("parcours: --config needs --nats (agents take their jobs from it)", file=sys.stderr)
+        return EXIT_USAGE
     settings = CollectorSettings(
         Path(args.data_dir),
         history_per_series=args.history,
         limits=limits,
         public_url=args.public_url,
+        bus=bus,
+        dispatch=dispatch,
     )
     return _serve(run_collector(settings, Listen.parse(args.listen)))
 
 
 def _cmd_agent(args: argparse.Namespace) -> int:
-    from probes.serve import run_remote_agent
+    from probes.serve import run_nats_agent, run_remote_agent
 
+    if args.nats:
+        if args.paths:
+            print(
+                "parcours: with --nats the config lives with the collector; give no CONFIG",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
+        try:
+            _location(args.location)
+        except argparse.ArgumentTypeError as exc:
+            print(f"parcours: --location: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        settings = dataclasses.replace(_agent_settings(args), collector_url=args.collector)
+        return _serve(run_nats_agent(settings, args.nats, args.nats_creds, args.scrubber))
+    if not args.paths or not args.collector:
+        print("parcours: give CONFIG and --collector URL, or --nats URL", file=sys.stderr)
+        return EXIT_USAGE
     return _serve(
         run_remote_agent(args.paths, args.collector, _agent_settings(args), args.scrubber)
     )
@@ -445,6 +575,23 @@ def _unknown(what: str, asked: list[str], known: str):  # type: ignore[no-untype
     from probes.config.loader import Problem
 
     return Problem("<command line>", 1, f"no {what} named {', '.join(asked)}; known: {known}")
+
+
+def _cmd_nats_config(args: argparse.Namespace) -> int:
+    from probes.bus.server_config import write_config
+
+    path, users = write_config(
+        Path(args.dir),
+        args.locations,
+        listen=args.listen,
+        store_dir=args.store_dir,
+        leafnode_listen=args.leafnode_listen,
+    )
+    print(f"parcours: NATS server config: {path} (start: nats-server -c {path})")
+    for name, user in users.items():
+        role = "the collector" if name == "collector" else f"agents in {name}"
+        print(f"parcours: --nats-creds {user.seed_file}  for {role}")
+    return EXIT_OK
 
 
 def _cmd_schema(_: argparse.Namespace) -> int:

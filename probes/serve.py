@@ -17,6 +17,7 @@ from collector.app import ARTIFACTS, INGESTOR, CollectorSettings, announce_url, 
 from probes.agent.agent import Agent, AgentSettings
 from probes.agent.shipper import HttpShipper, ResultSink
 from probes.agent.stats import AgentStats
+from probes.agent.worker import NatsAgent
 from probes.browser import BrowserManager
 from probes.config import LoadedConfig, load_config, load_config_text
 from probes.demo_shop.server import AS_VISITED, RunningShop, demo_journey_text, start_demo_shop
@@ -181,3 +182,17 @@ async def run_remote_agent(
     await run_agent(
         settings, load=load, sink=shipper, scrubber=scrubber, stop=asyncio.Event(), stats=stats
     )
+
+
+async def run_nats_agent(
+    settings: AgentSettings, nats_url: str, creds: str | None, scrubber: SecretScrubber
+) -> None:
+    """`parcours agent --nats`: work the location's queue until SIGTERM or SIGINT."""
+    agent = NatsAgent(settings, nats_url, creds, BrowserManager(), scrubber=scrubber)
+    stop = asyncio.Event()
+    stop_on_signals(stop, None)
+    try:
+        await agent.start()
+        await stop.wait()
+    finally:
+        await agent.stop()

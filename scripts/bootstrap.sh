@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set-up shared by the README's commands: a virtualenv with Parcours in it, and a Chromium.
 # Idempotent and quick when nothing changed. Source it; it exports PARCOURS_VENV.
-# With PARCOURS_NEED_PROMETHEUS=1 it also makes sure prometheus, promtool and alertmanager exist.
+# With PARCOURS_NEED_PROMETHEUS=1 (the tests) it also makes sure prometheus, promtool,
+# alertmanager and nats-server exist.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -78,6 +79,14 @@ ensure_prometheus() {
   return 1
 }
 
+ensure_nats() {
+  command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] && return 0
+  apt_install nats-server && return 0
+  say "ERROR: could not install nats-server (the split deployment's tests need it); install it"
+  say "(Debian: apt-get install -y nats-server) or put its binary on PATH"
+  return 1
+}
+
 ensure_venv
 ensure_chromium
-if [ "${PARCOURS_NEED_PROMETHEUS:-0}" = 1 ]; then ensure_prometheus; fi
+if [ "${PARCOURS_NEED_PROMETHEUS:-0}" = 1 ]; then ensure_prometheus; ensure_nats; fi

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -309,3 +310,45 @@ async def promql(prometheus_url: str, query: str) -> list[dict[str, Any]]:
     data: dict[str, Any] = json.loads(body)["data"]
     result: list[dict[str, Any]] = data["result"]
     return result
+
+
+def nats_server_binary() -> str:
+    """The NATS server (Debian package `nats-server`)."""
+    found = shutil.which("nats-server") or (
+        "/usr/sbin/nats-server" if os.path.exists("/usr/sbin/nats-server") else None
+    )
+    if found is None:
+        raise RuntimeError("nats-server is not installed: run ./scripts/test, which installs it")
+    return found
+
+
+@dataclasses.dataclass(frozen=True)
+class NatsHub:
+    """A running NATS server made by `parcours nats-config`: its URL and users' seeds."""
+
+    url: str
+    creds: dict[str, str]  # "collector" and each location -> seed file
+    config: Path
+    leaf_port: int | None = None
+
+
+@contextlib.contextmanager
+def nats_server(tmp: Path, locations: list[str], *, leafnodes: bool = False) -> Iterator[NatsHub]:
+    """A real nats-server with JetStream on free loopback ports and a temporary store,
+    its users and permissions written by Parcours' own generator; stopped on the way out."""
+    from probes.bus.server_config import write_config
+
+    port, monitor = free_port(), free_port()
+    leaf_port = free_port() if leafnodes else None
+    folder = tmp / f"nats-{port}"
+    path, users = write_config(
+        folder,
+        locations,
+        listen=f"127.0.0.1:{port}",
+        store_dir=str(folder / "store"),
+        leafnode_listen=f"127.0.0.1:{leaf_port}" if leaf_port else None,
+    )
+    args = [nats_server_binary(), "-c", str(path), "-m", str(monitor)]
+    with serving("nats-server", args, folder / "nats.log", f"http://127.0.0.1:{monitor}/healthz"):
+        creds = {name: str(user.seed_file) for name, user in users.items()}
+        yield NatsHub(f"nats://127.0.0.1:{port}", creds, path, leaf_port)

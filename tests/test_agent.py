@@ -16,12 +16,13 @@ from collector.history import RunHistory
 from collector.ingest import Ingestor
 from collector.state import CollectorState
 from probes.agent.agent import Agent, AgentSettings
-from probes.agent.scheduler import JourneyScheduler, job_id, slot_offset
+from probes.agent.scheduler import JourneyScheduler, job_id
 from probes.agent.stats import AgentStats
 from probes.browser import BrowserManager
 from probes.config import load_config
 from probes.demo_shop.server import RunningShop
 from probes.embedded import LocalSink
+from probes.slots import slot_offset
 from tests.services import wait_until
 
 

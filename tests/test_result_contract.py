@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import json
+import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -241,15 +242,34 @@ def test_the_result_contract_imports_only_the_standard_library() -> None:
     assert not outside
 
 
+# What the collector shares with agents: the result contract, the config (it schedules the
+# split deployment's jobs), the NATS wire, and the slot arithmetic. Never the runners.
+SHARED_WITH_THE_COLLECTOR = ("probes.result", "probes.config", "probes.bus", "probes.slots")
+AGENT_MACHINERY = ("probes.agent", "probes.runners", "probes.browser", "playwright")
+
+
 def test_the_collector_imports_nothing_of_the_agent_but_the_contract() -> None:
     offending = {
         f"{path.relative_to(ROOT)}: {name}"
         for path in (ROOT / "collector").rglob("*.py")
         for name in imports_of(path)
-        if (name.startswith("probes") and name != "probes.result") or name.startswith("playwright")
+        if (name.startswith("probes") and not name.startswith(SHARED_WITH_THE_COLLECTOR))
+        or name.startswith("playwright")
     }
 
     assert offending == set()
+
+
+def test_the_collector_pulls_in_no_agent_machinery_even_indirectly() -> None:
+    code = (
+        "import sys, collector.app, collector.bus, collector.dispatcher\n"
+        f"print(sorted(m for m in sys.modules if m.startswith({AGENT_MACHINERY!r})))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+
+    assert done.stdout.strip() == "[]"
 
 
 def test_nothing_imports_the_cli_entry_point() -> None:

@@ -15,15 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import os
 import socket
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any, TypeVar
 
 import structlog
@@ -33,8 +30,8 @@ from probes.agent.shipper import ResultSink
 from probes.agent.stats import AgentStats
 from probes.browser import BrowserManager
 from probes.config import ConfigError, LoadedConfig
-from probes.config.loader import config_files
 from probes.config.spec import JourneySpec
+from probes.config.watch import config_signature, in_daemon_thread
 from probes.logs import SecretScrubber
 from probes.result import AgentHeartbeat
 from probes.runners.dispatch import run_attempts
@@ -95,7 +92,7 @@ class Agent:
     async def start(self) -> None:
         """Load the config (it must be valid to start), schedule, begin heartbeats."""
         # Taken before loading, so that an edit made while we load is still seen as a change.
-        signature = await in_daemon_thread(lambda: _signature(self.settings.watch_paths))
+        signature = await in_daemon_thread(lambda: config_signature(self.settings.watch_paths))
         config = await in_daemon_thread(self._load)
         self._use(config)
         self._scheduler.start()
@@ -189,23 +186,12 @@ class Agent:
 
     def heartbeat(self) -> AgentHeartbeat:
         """The agent's health now."""
-        return AgentHeartbeat(
-            agent=self.settings.name,
-            location=self.settings.location,
+        return self.stats.heartbeat(
+            self.settings.name,
+            self.settings.location,
             started_at=self._started_at,
-            sent_at=time.time(),
             jobs=self._scheduler.job_ids,
-            running=self.stats.running,
-            skipped_runs=self.stats.skipped_runs,
-            missed_runs=self.stats.missed_runs,
             chromium_restarts=self._browsers.restarts,
-            results_dropped=self.stats.results_dropped,
-            config_reload_successful=self.stats.config_reload_successful,
-            config_last_reload_success_at=self.stats.config_last_reload_success_at,
-            lag_buckets=self.stats.lag_buckets(),
-            lag_sum=self.stats.lag_sum,
-            lag_count=self.stats.lag_count,
-            artifacts_dropped=self.stats.artifacts_dropped,
         )
 
     async def _send_heartbeat(self) -> None:
@@ -216,7 +202,7 @@ class Agent:
         while True:
             await asyncio.sleep(self.settings.watch_interval)
             try:
-                now = await in_daemon_thread(lambda: _signature(self.settings.watch_paths))
+                now = await in_daemon_thread(lambda: config_signature(self.settings.watch_paths))
                 if now != seen:
                     seen = now
                     await self.reload("file changed")
@@ -268,45 +254,3 @@ class Agent:
                 )
         finally:
             hurried.cancel()
-
-
-async def in_daemon_thread(func: Callable[[], _T]) -> _T:
-    """Run blocking work off the event loop in a daemon thread.
-
-    asyncio.to_thread's pool threads are joined at exit, so a config load stuck on a
-    hostile file would keep a stopped agent alive; a daemon thread is abandoned.
-    """
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[_T] = loop.create_future()
-
-    def work() -> None:
-        try:
-            report = functools.partial(_settle, future, func(), None)
-        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting coroutine
-            report = functools.partial(_settle, future, None, exc)
-        with contextlib.suppress(RuntimeError):  # the loop closed while we worked
-            loop.call_soon_threadsafe(report)
-
-    threading.Thread(target=work, name="blocking-work", daemon=True).start()
-    return await future
-
-
-def _signature(paths: tuple[str, ...]) -> tuple[tuple[str, int, int], ...]:
-    """What changes when a config file is edited, added or removed."""
-    entries = []
-    for path in config_files(paths):
-        try:
-            status = Path(path).stat()
-        except OSError:
-            continue
-        entries.append((str(path), status.st_mtime_ns, status.st_size))
-    return tuple(entries)
-
-
-def _settle(future: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:
-    if future.done():  # the awaiting coroutine was cancelled (shutdown)
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(value)

@@ -10,10 +10,9 @@ skipped run is counted, as is a run missed past its grace time.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -25,13 +24,12 @@ from apscheduler.events import (
     JobSubmissionEvent,
 )
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from apscheduler.triggers.interval import IntervalTrigger
 
 from probes.agent.stats import AgentStats
 from probes.config.spec import JourneySpec
+from probes.slots import slot_job
 
 log = structlog.get_logger(__name__)
-SLOT_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 
 RunJob = Callable[[JourneySpec, str, datetime | None], Awaitable[None]]
 
@@ -39,12 +37,6 @@ RunJob = Callable[[JourneySpec, str, datetime | None], Awaitable[None]]
 def job_id(journey: str, device: str) -> str:
     """``journey@device``: the job's name, also what heartbeats list."""
     return f"{journey}@{device}"
-
-
-def slot_offset(name: str, interval: float) -> float:
-    """Seconds into the interval at which this job runs; the same on every restart."""
-    digest = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big")
-    return digest / 2**64 * interval
 
 
 @dataclass(frozen=True)
@@ -101,17 +93,7 @@ class JourneyScheduler:
         for name in [*added, *changed]:
             spec, device = wanted[name]
             self._specs[name] = (spec, device)
-            self._scheduler.add_job(
-                self._fire,
-                trigger=self._trigger(name, spec.interval),
-                args=[name],
-                id=name,
-                name=name,
-                max_instances=1,
-                coalesce=True,
-                misfire_grace_time=max(1, int(spec.interval / 2)),
-                replace_existing=True,
-            )
+            self._scheduler.add_job(self._fire, args=[name], **slot_job(name, spec.interval))
         unchanged = [n for n in wanted if n not in added and n not in changed]
         change = ScheduleChange(tuple(added), tuple(removed), tuple(changed), tuple(unchanged))
         log.info(
@@ -127,11 +109,6 @@ class JourneyScheduler:
         """When a job fires next (tests and the status page)."""
         job = self._scheduler.get_job(name)
         return job.next_run_time if job is not None else None
-
-    @staticmethod
-    def _trigger(name: str, interval: float) -> IntervalTrigger:
-        start = SLOT_EPOCH + timedelta(seconds=slot_offset(name, interval))
-        return IntervalTrigger(seconds=interval, start_date=start, timezone=UTC)
 
     async def _fire(self, name: str) -> None:
         entry = self._specs.get(name)

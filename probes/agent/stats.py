@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import bisect
+import time
 from collections import deque
 from dataclasses import dataclass, field
+
+from probes.result import AgentHeartbeat
 
 LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -41,3 +44,32 @@ class AgentStats:
             running += count
             buckets[bound] = running
         return buckets
+
+    def heartbeat(
+        self,
+        agent: str,
+        location: str,
+        *,
+        started_at: float,
+        jobs: tuple[str, ...],
+        chromium_restarts: int,
+    ) -> AgentHeartbeat:
+        """The agent's health now, as both kinds of agent report it."""
+        return AgentHeartbeat(
+            agent=agent,
+            location=location,
+            started_at=started_at,
+            sent_at=time.time(),
+            jobs=jobs,
+            running=self.running,
+            skipped_runs=self.skipped_runs,
+            missed_runs=self.missed_runs,
+            chromium_restarts=chromium_restarts,
+            results_dropped=self.results_dropped,
+            config_reload_successful=self.config_reload_successful,
+            config_last_reload_success_at=self.config_last_reload_success_at,
+            lag_buckets=self.lag_buckets(),
+            lag_sum=self.lag_sum,
+            lag_count=self.lag_count,
+            artifacts_dropped=self.artifacts_dropped,
+        )

@@ -16,7 +16,7 @@ from pydantic import BeforeValidator, Field, WithJsonSchema, model_validator
 
 from probes import assertions
 from probes.config import model
-from probes.config.model import Alerting, Duration, Interval, Name, Strict
+from probes.config.model import Alerting, Duration, Interval, Locations, Name, Strict
 
 HTTP_SUBJECTS = frozenset(
     {"status", "response_time", "body", "content_type", "cert_days_left", "header"}
@@ -148,6 +148,7 @@ class CheckBase(Strict):
     timeout: Duration | None = None
     retries: Annotated[int, Field(ge=0, le=5)] | None = None
     alerting: Alerting | None = None
+    locations: Locations = None
 
 
 class HttpCheck(CheckBase):

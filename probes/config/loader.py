@@ -94,6 +94,19 @@ def load_config(
     """Read every file, validate the whole, and raise ConfigError listing all problems.
 
     ``missing="warn"``: unset variables are warnings (validating where secrets are not)."""
+    sources, problems = read_config_sources(paths)
+    return _load(
+        sources, env if env is not None else os.environ, variables or {}, problems, missing
+    )
+
+
+def read_config_sources(
+    paths: Iterable[str | os.PathLike[str]],
+) -> tuple[list[tuple[str, str]], list[Problem]]:
+    """(name, text) of every config file, and what could not be read.
+
+    The collector sends these texts, unresolved, with each job of the split deployment."""
+    paths = list(paths)
     sources: list[tuple[str, str]] = []
     problems: list[Problem] = []
     for path in config_files(paths):
@@ -105,9 +118,16 @@ def load_config(
             problems.append(Problem(str(path), 1, str(exc)))
     if not sources and not problems:
         problems.append(Problem(", ".join(map(str, paths)) or ".", 1, "no YAML config found"))
-    return _load(
-        sources, env if env is not None else os.environ, variables or {}, problems, missing
-    )
+    return sources, problems
+
+
+def load_config_sources(
+    sources: Iterable[tuple[str, str]],
+    env: Mapping[str, str] | None = None,
+    missing: Missing = "error",
+) -> LoadedConfig:
+    """Validate config files given as (name, text): an agent loading a job's config."""
+    return _load(list(sources), env if env is not None else os.environ, {}, [], missing)
 
 
 def _read_bounded(path: FsPath) -> str:
@@ -335,6 +355,7 @@ def _resolve(
         timeout=_pick(journey.timeout, _pick(defaults.timeout, DEFAULT_TIMEOUT_SECONDS)),
         step_timeout=_pick(journey.step_timeout, defaults.step_timeout),
         devices=tuple(devices),
+        locations=_locations(journey.locations, defaults.locations),
         retries=_pick(journey.retries, defaults.retries),
         fail_on_js_error=policy.own == "fail",
         js_errors=policy,
@@ -360,6 +381,11 @@ def _js_policy(policy: JsErrorPolicy | None, fail_on_js_error: bool | None) -> J
     return JsErrorPolicy(own="fail" if fail_on_js_error else "record")
 
 
+def _locations(own: list[str] | None, default: list[str] | None) -> tuple[str, ...] | None:
+    chosen = _pick(own, default)
+    return None if chosen is None else tuple(dict.fromkeys(chosen))
+
+
 def _pick(own: Any, default: Any) -> Any:
     """A setting of the check if it has one, else the file's default."""
     return default if own is None else own
@@ -375,6 +401,7 @@ def _resolve_check(defaults: Defaults, check: Any, where: str) -> JourneySpec:
         timeout=_pick(check.timeout, _pick(defaults.timeout, DEFAULT_TIMEOUT_SECONDS)),
         step_timeout=defaults.step_timeout,
         devices=(NO_DEVICE,),
+        locations=_locations(check.locations, defaults.locations),
         retries=_pick(check.retries, defaults.retries),
         fail_on_js_error=False,
         alert_min_locations=(check.alerting or defaults.alerting).threshold,

@@ -28,6 +28,15 @@ Duration = Annotated[
         }
     ),
 ]
+LocationName = Annotated[
+    str,
+    Field(
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="letters, digits, _ and -, at most 64 characters (a NATS subject token)",
+    ),
+]
+# Where a check runs in the split deployment; None: every location that has a live agent.
+Locations = Annotated[list[LocationName], Field(min_length=1)] | None
 Name = Annotated[
     str,
     Field(
@@ -561,6 +570,7 @@ class Journey(Strict):
     timeout: Duration | None = None
     step_timeout: Duration | None = None
     devices: list[str] | None = None
+    locations: Locations = None
     network: str | None = None
     cpu_slowdown: Annotated[float, Field(ge=1, le=20)] | None = None
     retries: Annotated[int, Field(ge=0, le=5)] | None = None
@@ -591,6 +601,7 @@ class Defaults(Strict):
     timeout: Duration | None = None  # 60 s when unset; when set, it must be below the interval
     step_timeout: Duration = 10.0
     devices: list[str] = Field(default_factory=lambda: ["desktop", "mobile"])
+    locations: Locations = None
     network: str | None = None  # None: each device's own (mobile 4g, desktop unthrottled)
     cpu_slowdown: Annotated[float, Field(ge=1, le=20)] | None = None
     retries: Annotated[int, Field(ge=0, le=5)] = 1

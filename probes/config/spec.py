@@ -45,6 +45,8 @@ class JourneySpec:
     # When a failing check pages: N locations, or a share of those that run it (below 1).
     alert_min_locations: float = SENSITIVITY["medium"]
     cleanup: tuple[Step, ...] = ()  # browser journeys: run after the steps, whatever happened
+    # Split deployment: where it runs; None: every location that has a live agent.
+    locations: tuple[str, ...] | None = None
     # The kind's own validated settings, for kinds other than browser (HttpCheck, TcpCheck).
     settings: BaseModel | None = None
 

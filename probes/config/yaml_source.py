@@ -35,6 +35,7 @@ _YAML11_BOOLEANS = frozenset(
     for w in (word, word.title(), word.upper())
 )
 Missing = Literal["error", "warn"]
+UNSET_VARIABLE = "is not set"  # in the problem's message; agents look for it
 MAX_DEPTH = 64  # a journey needs about 8 levels
 MAX_VALUES = 400_000  # values after alias expansion; 2,000 journeys are about 80,000
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -205,7 +206,7 @@ class _Builder:
                 return default
             problem = SourceProblem(
                 line,
-                f"environment variable {name} is not set "
+                f"environment variable {name} {UNSET_VARIABLE} "
                 f"(set it, or give a default: ${{{name}:-value}})",
                 path,
             )

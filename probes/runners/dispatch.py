@@ -124,9 +124,31 @@ async def run_check(
             bound.error(
                 "run_crashed", error=repr(exc)[:500], traceback=traceback.format_exc()[-4000:]
             )
-    steps = failed_first(runner.planned_steps(spec), failure)
-    result = finish_run(spec, context, started=started, steps=steps)
-    return RunOutcome(result, {})
+    return _failed(spec, context, failure, started)
+
+
+def failed_run(
+    spec: JourneySpec, request: RunRequest, masker: Masker, failure: StepFailure
+) -> RunOutcome:
+    """A run that could not start (a job whose config the agent cannot resolve), reported
+    as a failed result on the first step like any other: it never vanishes."""
+    request = replace(request, run_id=request.run_id or uuid.uuid4().hex)
+    context = RunContext(request, masker, log.bind(journey=spec.name), None)
+    log.error(
+        "run_not_started",
+        journey=spec.name,
+        device=request.device,
+        error_type=failure.error_type.value,
+        error=str(failure),
+    )
+    return _failed(spec, context, failure, time.time())
+
+
+def _failed(
+    spec: JourneySpec, context: RunContext, failure: StepFailure, started: float
+) -> RunOutcome:
+    steps = failed_first(runner_for(spec.kind).planned_steps(spec), failure)
+    return RunOutcome(finish_run(spec, context, started=started, steps=steps), {})
 
 
 def _failure(exc: Exception, spec: JourneySpec) -> StepFailure:

@@ -1,0 +1,1 @@
+"""The split deployment's wire: NATS JetStream subjects, streams and the job document."""
