@@ -21,7 +21,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from collector import pages
+from collector import auth, pages
 from collector.artifacts import ArtifactRefused, ArtifactStore, RetentionLimits
 from collector.bus import Bus, BusSettings, ResultsReader
 from collector.dispatcher import Dispatcher, DispatchSettings
@@ -51,6 +51,8 @@ class CollectorSettings:
     # answer 410), and with ``dispatch`` the collector schedules the config's jobs.
     bus: BusSettings | None = None
     dispatch: DispatchSettings | None = None
+    # From --auth-file: without it, anyone who reaches the collector may read it.
+    tokens: tuple[auth.StoredToken, ...] = ()
 
     @property
     def database(self) -> Path:
@@ -73,7 +75,8 @@ def create_app(settings: CollectorSettings) -> web.Application:
     """The collector as an aiohttp application; resources open in ``cleanup_ctx``."""
     # Artifacts are the largest bodies; result bodies are held to max_body_bytes by hand.
     app = web.Application(
-        client_max_size=max(settings.max_body_bytes, settings.retention.max_artifact_bytes)
+        client_max_size=max(settings.max_body_bytes, settings.retention.max_artifact_bytes),
+        middlewares=[auth.middleware(settings.tokens)] if settings.tokens else [],
     )
     app[SETTINGS] = settings
     app[ARTIFACTS] = ArtifactStore(settings.data_dir / "artifacts", settings.retention)

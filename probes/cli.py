@@ -121,6 +121,12 @@ def _parser() -> argparse.ArgumentParser:
     _agent_command(commands)
 
     _nats_config_command(commands)
+    token = commands.add_parser(
+        "token", help="make a collector access token and the --auth-file line that admits it"
+    )
+    token.add_argument("--scope", choices=("read", "metrics", "write", "all"), required=True)
+    token.add_argument("--name", type=_label, required=True, help="whose token (a note)")
+    token.set_defaults(handler=_cmd_token)
 
     schema = commands.add_parser("schema", help="print the JSON Schema of config files")
     schema.set_defaults(handler=_cmd_schema)
@@ -163,6 +169,12 @@ def _collector_command(commands: Any) -> None:
         default=300.0,
         metavar="SECONDS",
         help="results dated further ahead than this are refused (default 300)",
+    )
+    collector.add_argument(
+        "--auth-file",
+        metavar="FILE",
+        help="tokens that may read (scope read), scrape /metrics (metrics), post results "
+        "over HTTP (write); lines from `parcours token`; without it anyone may read",
     )
     split = collector.add_argument_group(
         "split deployment on NATS JetStream (agents take jobs from NATS, not a config)"
@@ -359,6 +371,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_collector(args: argparse.Namespace) -> int:
     from collector.app import CollectorSettings
+    from collector.auth import load_tokens
     from collector.bus import BusSettings
     from collector.dispatcher import DispatchSettings
     from collector.ingest import IngestLimits
@@ -393,6 +406,7 @@ def _cmd_collector(args: argparse.Namespace) -> int:
         public_url=args.public_url,
         bus=bus,
         dispatch=dispatch,
+        tokens=load_tokens(Path(args.auth_file)) if args.auth_file else (),
     )
     return _serve(run_collector(settings, Listen.parse(args.listen)))
 
@@ -591,6 +605,15 @@ def _cmd_nats_config(args: argparse.Namespace) -> int:
     for name, user in users.items():
         role = "the collector" if name == "collector" else f"agents in {name}"
         print(f"parcours: --nats-creds {user.seed_file}  for {role}")
+    return EXIT_OK
+
+
+def _cmd_token(args: argparse.Namespace) -> int:
+    from collector.auth import new_token
+
+    token, line = new_token(args.scope, args.name)
+    print(f"token (give it to {args.name}; it is not stored anywhere): {token}")
+    print(f"line for the collector's --auth-file: {line}")
     return EXIT_OK
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import ipaddress
 import signal
 import socket
 from collections.abc import Callable
@@ -164,11 +165,25 @@ async def run_collector(settings: CollectorSettings, listen: Listen) -> None:
     runner = await start_collector(settings, listen)
     stop = asyncio.Event()
     stop_on_signals(stop, None)
-    log.info("collector_listening", url=bound_url(runner))
+    log.info("collector_listening", url=bound_url(runner), auth=bool(settings.tokens))
+    if not settings.tokens and not _loopback(listen.host):
+        log.warning(
+            "collector_open_to_the_network",
+            listen=f"{listen.host}:{listen.port}",
+            fix="anyone who reaches it reads every run and artifact; give --auth-file, or "
+            "listen on 127.0.0.1 behind a reverse proxy that authenticates",
+        )
     try:
         await stop.wait()
     finally:
         await runner.cleanup()
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 async def run_remote_agent(
