@@ -231,6 +231,12 @@ def _agent_command(commands: Any) -> None:
     )
     agent.add_argument("--nats", metavar="URL", help="take the location's jobs from NATS")
     agent.add_argument("--nats-creds", metavar="FILE", help=NATS_CREDS_HELP)
+    agent.add_argument(
+        "--nats-domain",
+        metavar="DOMAIN",
+        help="the hub's JetStream domain, when --nats is a site's leaf node ("
+        "`parcours nats-config` names it hub)",
+    )
     _agent_options(agent)
     agent.set_defaults(handler=_cmd_agent, default_log_level="info")
 
@@ -427,7 +433,11 @@ def _cmd_agent(args: argparse.Namespace) -> int:
             print(f"parcours: --location: {exc}", file=sys.stderr)
             return EXIT_USAGE
         settings = dataclasses.replace(_agent_settings(args), collector_url=args.collector)
-        return _serve(run_nats_agent(settings, args.nats, args.nats_creds, args.scrubber))
+        return _serve(
+            run_nats_agent(
+                settings, args.nats, args.nats_creds, args.scrubber, domain=args.nats_domain
+            )
+        )
     if not args.paths or not args.collector:
         print("parcours: give CONFIG and --collector URL, or --nats URL", file=sys.stderr)
         return EXIT_USAGE

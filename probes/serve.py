@@ -200,10 +200,14 @@ async def run_remote_agent(
 
 
 async def run_nats_agent(
-    settings: AgentSettings, nats_url: str, creds: str | None, scrubber: SecretScrubber
+    settings: AgentSettings,
+    nats_url: str,
+    creds: str | None,
+    scrubber: SecretScrubber,
+    domain: str | None = None,
 ) -> None:
     """`parcours agent --nats`: work the location's queue until SIGTERM or SIGINT."""
-    agent = NatsAgent(settings, nats_url, creds, BrowserManager(), scrubber=scrubber)
+    agent = NatsAgent(settings, nats_url, creds, BrowserManager(), scrubber=scrubber, domain=domain)
     stop = asyncio.Event()
     stop_on_signals(stop, None)
     try:

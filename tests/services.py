@@ -329,7 +329,7 @@ class NatsHub:
     url: str
     creds: dict[str, str]  # "collector" and each location -> seed file
     config: Path
-    leaf_port: int | None = None
+    site_port: int | None = None  # with leaf nodes: where each site's own server listens
 
 
 @contextlib.contextmanager
@@ -339,7 +339,7 @@ def nats_server(tmp: Path, locations: list[str], *, leafnodes: bool = False) -> 
     from probes.bus.server_config import write_config
 
     port, monitor = free_port(), free_port()
-    leaf_port = free_port() if leafnodes else None
+    leaf_port, site_port = (free_port(), free_port()) if leafnodes else (None, None)
     folder = tmp / f"nats-{port}"
     path, users = write_config(
         folder,
@@ -347,8 +347,22 @@ def nats_server(tmp: Path, locations: list[str], *, leafnodes: bool = False) -> 
         listen=f"127.0.0.1:{port}",
         store_dir=str(folder / "store"),
         leafnode_listen=f"127.0.0.1:{leaf_port}" if leaf_port else None,
+        site_listen=f"127.0.0.1:{site_port}",
     )
     args = [nats_server_binary(), "-c", str(path), "-m", str(monitor)]
     with serving("nats-server", args, folder / "nats.log", f"http://127.0.0.1:{monitor}/healthz"):
         creds = {name: str(user.seed_file) for name, user in users.items()}
-        yield NatsHub(f"nats://127.0.0.1:{port}", creds, path, leaf_port)
+        yield NatsHub(f"nats://127.0.0.1:{port}", creds, path, site_port)
+
+
+@contextlib.contextmanager
+def nats_site(hub: NatsHub, location: str) -> Iterator[str]:
+    """A remote site's own nats-server, a leaf node of ``hub`` as `parcours nats-config`
+    wrote it; yields the URL the site's agents use."""
+    assert hub.site_port is not None, "start the hub with leafnodes=True"
+    monitor = free_port()
+    config = hub.config.parent / f"site-{location}.conf"
+    args = [nats_server_binary(), "-c", str(config), "-m", str(monitor)]
+    log = hub.config.parent / f"site-{location}.log"
+    with serving("site nats-server", args, log, f"http://127.0.0.1:{monitor}/healthz"):
+        yield f"nats://127.0.0.1:{hub.site_port}"

@@ -36,6 +36,7 @@ from tests.services import (
     collector_command,
     free_port,
     nats_server,
+    nats_site,
     started_process,
     stop_process,
     wait_until,
@@ -564,3 +565,40 @@ def _read_bytes(address: str) -> bytes:
     with urllib.request.urlopen(address, timeout=10) as response:
         data: bytes = response.read()
         return data
+
+
+async def test_an_agent_at_a_remote_site_works_through_the_sites_leaf_node(
+    api: tuple[CountingApi, str], tmp_path: Path
+) -> None:
+    """A store or kiosk with one outbound connection: its own nats-server is a leaf node
+    of the hub; the agent talks to it without credentials, the leaf logs in as the site's
+    user, whose permissions fence it to its location."""
+    server, base = api
+    config = checks_config(tmp_path / "c.yaml", base, ["kiosk"], extra=", locations: [lyon]")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with (
+        nats_server(tmp_path, ["lyon", "paris"], leafnodes=True) as hub,
+        nats_site(hub, "lyon") as site,
+    ):
+        agent = nats_agent(hub, "lyon", "kiosk-1")
+        agent[agent.index("--nats") + 1] = site
+        del agent[agent.index("--nats-creds") : agent.index("--nats-creds") + 2]
+        with (
+            started_process(
+                nats_collector(hub, port, tmp_path / "data", "c1", config), tmp_path / "c1.log"
+            ),
+            started_process([*agent, "--nats-domain", "hub"], tmp_path / "kiosk.log"),
+        ):
+            runs = await wait_until(lambda: _runs_at_least(url, 2), 60, "runs through the leaf")
+            forged = await nats.connect(site, inbox_prefix=c.inbox_prefix("lyon").encode())
+            try:
+                js = forged.jetstream(domain="hub")
+                await js.publish(c.results_subject("lyon"), b"{}", timeout=5)  # the way works
+                with pytest.raises((TimeoutError, nats.errors.Error)):
+                    await js.publish(c.results_subject("paris"), b"{}", timeout=2)
+            finally:
+                await forged.close()
+    assert {r["agent"] for r in runs} == {"kiosk-1"}
+    assert all(r["status"] == "passed" for r in runs)
+    assert len(server.hits["kiosk"]) >= 2

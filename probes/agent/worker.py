@@ -128,9 +128,11 @@ class NatsAgent:
         *,
         scrubber: SecretScrubber | None = None,
         stats: AgentStats | None = None,
+        domain: str | None = None,
     ) -> None:
         self.settings = settings
         self.stats = stats or AgentStats()
+        self._domain = domain  # the hub's JetStream domain, through a site's leaf node
         self._url = nats_url
         self._creds = creds
         self._browsers = browsers
@@ -155,7 +157,7 @@ class NatsAgent:
             name=f"parcours-agent-{self.settings.name}",
             inbox=c.inbox_prefix(location),
         )
-        js = self._nc.jetstream()
+        js = self._nc.jetstream(domain=self._domain)
         self._sink = NatsSink(js, location, self.stats)
         # Heartbeats first: they are how the collector learns that this location has an
         # agent, and schedules it (creating the queue this agent then binds to).

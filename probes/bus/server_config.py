@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,10 @@ from pathlib import Path
 import nkeys
 
 from probes.bus import contract as c
+
+Permissions = dict[str, dict[str, list[str]]]
+# The hub's JetStream domain: agents behind a leaf node address its API as $JS.hub.API.
+DOMAIN = "hub"
 
 
 @dataclass(frozen=True)
@@ -29,30 +34,35 @@ class NatsUser:
     public_key: str
 
 
-def agent_permissions(location: str) -> dict[str, dict[str, list[str]]]:
-    """What a location's agents may do, and nothing more."""
+def agent_permissions(location: str, *, domain: str | None = None) -> Permissions:
+    """What a location's agents may do, and nothing more. ``domain``: the same, for agents
+    reaching the hub's JetStream through a leaf node (API subjects carry the domain)."""
     jobs = f"{c.JOBS_STREAM}.{c.agents_consumer(location)}"
     bucket = c.artifacts_bucket(location)
+    api = [
+        f"CONSUMER.INFO.{jobs}",
+        f"CONSUMER.MSG.NEXT.{jobs}",
+        f"STREAM.INFO.OBJ_{bucket}",
+        f"STREAM.MSG.GET.OBJ_{bucket}",
+        f"DIRECT.GET.OBJ_{bucket}.>",
+        f"STREAM.PURGE.OBJ_{bucket}",
+    ]
+    prefix = f"$JS.{domain}.API" if domain else "$JS.API"
     return {
         "publish": {
             "allow": [
-                f"$JS.API.CONSUMER.INFO.{jobs}",
-                f"$JS.API.CONSUMER.MSG.NEXT.{jobs}",
+                *(f"{prefix}.{call}" for call in api),
                 f"$JS.ACK.{jobs}.>",
                 c.results_subject(location),
                 c.heartbeats_subject(location),
                 f"$O.{bucket}.>",
-                f"$JS.API.STREAM.INFO.OBJ_{bucket}",
-                f"$JS.API.STREAM.MSG.GET.OBJ_{bucket}",
-                f"$JS.API.DIRECT.GET.OBJ_{bucket}.>",
-                f"$JS.API.STREAM.PURGE.OBJ_{bucket}",
             ]
         },
         "subscribe": {"allow": [f"{c.inbox_prefix(location)}.>"]},
     }
 
 
-def collector_permissions() -> dict[str, dict[str, list[str]]]:
+def collector_permissions() -> Permissions:
     """The collector manages streams, publishes jobs, reads results and artifacts; it
     cannot publish a result or a heartbeat."""
     return {
@@ -74,25 +84,53 @@ def new_user(folder: Path, name: str) -> NatsUser:
     return NatsUser(name, path, public)
 
 
+@dataclass(frozen=True)
+class SiteUser:
+    """A remote site's leaf node login (nats-server 2.9 leaf remotes take no NKey seed)."""
+
+    location: str
+    user: str
+    password: str
+
+
 def server_config(
-    users: Sequence[tuple[NatsUser, dict[str, dict[str, list[str]]]]],
+    users: Sequence[tuple[NatsUser, Permissions]],
     *,
     listen: str,
     store_dir: str,
     leafnode_listen: str | None = None,
+    sites: Sequence[SiteUser] = (),
 ) -> str:
-    """The server's config text (NATS' format accepts JSON values)."""
-    entries = ",\n".join(
+    """The hub's config text (NATS' format accepts JSON values)."""
+    entries = [
         f"    {{nkey: {user.public_key}, permissions: {json.dumps(perms)}}}  # {user.name}"
         for user, perms in users
-    )
+    ]
+    entries += [
+        f"    {{user: {json.dumps(site.user)}, password: {json.dumps(site.password)}, "
+        f"permissions: {json.dumps(agent_permissions(site.location, domain=DOMAIN))}}}"
+        for site in sites
+    ]
     leaf = f"leafnodes {{ listen: {json.dumps(leafnode_listen)} }}\n" if leafnode_listen else ""
+    joined = ",\n".join(entries)
     return (
-        "# Written by `parcours nats-config`: public keys only; the seeds are beside it.\n"
+        "# Written by `parcours nats-config`. Agents and the collector log in with NKeys (the\n"
+        "# seeds are beside this file); remote sites' leaf nodes with a password. Keep 0600.\n"
         f"listen: {json.dumps(listen)}\n"
-        f"jetstream {{ store_dir: {json.dumps(store_dir)} }}\n"
+        f"jetstream {{ store_dir: {json.dumps(store_dir)}, domain: {DOMAIN} }}\n"
         f"{leaf}"
-        f"authorization {{\n  users: [\n{entries}\n  ]\n}}\n"
+        f"authorization {{\n  users: [\n{joined}\n  ]\n}}\n"
+    )
+
+
+def site_config(site: SiteUser, hub_leafnodes: str, listen: str = "127.0.0.1:4222") -> str:
+    """A remote site's own nats-server: a leaf node with one outbound connection to the hub.
+    Agents on the site connect to it with ``--nats-domain hub`` and no credentials."""
+    remote = f"nats-leaf://{site.user}:{site.password}@{hub_leafnodes}"
+    return (
+        f"# Site {site.location}: written by `parcours nats-config`; holds a password, keep 0600.\n"
+        f"listen: {json.dumps(listen)}\n"
+        f"leafnodes {{ remotes: [ {{ url: {json.dumps(remote)} }} ] }}\n"
     )
 
 
@@ -103,16 +141,36 @@ def write_config(
     listen: str = "127.0.0.1:4222",
     store_dir: str = "/var/lib/nats",
     leafnode_listen: str | None = None,
+    site_listen: str = "127.0.0.1:4222",
 ) -> tuple[Path, dict[str, NatsUser]]:
-    """Write ``nats.conf`` and one seed per user; returns the config path and the users."""
+    """Write ``nats.conf``, one seed per user and, with leaf nodes, one ``site-LOCATION.conf``
+    per location; returns the hub's config path and the users."""
     folder.mkdir(parents=True, exist_ok=True)
     users = {"collector": new_user(folder, "collector")}
     entries = [(users["collector"], collector_permissions())]
     for location in locations:
         user = users[location] = new_user(folder, f"agent-{location}")
         entries.append((user, agent_permissions(location)))
+    sites = []
+    if leafnode_listen:
+        for location in locations:
+            site = SiteUser(location, f"site-{location}", secrets.token_urlsafe(24))
+            text = site_config(site, leafnode_listen, site_listen)
+            _write_private(folder / f"site-{location}.conf", text)
+            sites.append(site)
     path = folder / "nats.conf"
-    path.write_text(
-        server_config(entries, listen=listen, store_dir=store_dir, leafnode_listen=leafnode_listen)
+    text = server_config(
+        entries,
+        listen=listen,
+        store_dir=store_dir,
+        leafnode_listen=leafnode_listen,
+        sites=sites,
     )
+    _write_private(path, text)
     return path, users
+
+
+def _write_private(path: Path, text: str) -> None:
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        file.write(text)
