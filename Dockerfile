@@ -12,7 +12,7 @@ COPY probes probes
 COPY collector collector
 RUN pip install --no-cache-dir .
 
-RUN useradd --create-home --uid 10001 parcours
+RUN useradd --create-home --uid 10001 parcours && mkdir -p /keys && chown parcours /keys
 USER parcours
 EXPOSE 9480 8081
 ENTRYPOINT ["parcours"]

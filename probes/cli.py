@@ -253,7 +253,13 @@ def _nats_config_command(commands: Any) -> None:
     keys.add_argument(
         "--leafnode-listen",
         metavar="HOST:PORT",
-        help="accept leaf nodes (remote sites) here; they log in as a location's agent user",
+        help="accept leaf nodes (remote sites) here; each site's config (site-LOCATION.conf) "
+        "logs in as that location only",
+    )
+    keys.add_argument(
+        "--hub-address",
+        metavar="HOST:PORT",
+        help="where sites' leaf nodes reach that listener (default: --leafnode-listen)",
     )
     keys.set_defaults(handler=_cmd_nats_config)
 
@@ -610,6 +616,7 @@ def _cmd_nats_config(args: argparse.Namespace) -> int:
         listen=args.listen,
         store_dir=args.store_dir,
         leafnode_listen=args.leafnode_listen,
+        hub_address=args.hub_address,
     )
     print(f"parcours: NATS server config: {path} (start: nats-server -c {path})")
     for name, user in users.items():

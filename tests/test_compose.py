@@ -23,6 +23,8 @@ def test_compose_file_follows_the_compose_specification() -> None:
 def test_the_stack_has_every_part() -> None:
     assert set(COMPOSE["services"]) == {
         "demo-shop",
+        "nats-config",
+        "nats",
         "collector",
         "agent",
         "prometheus",
@@ -76,3 +78,24 @@ def test_the_compose_journey_is_the_bundled_demo_journey() -> None:
             journey.pop("base_url")
 
     assert compose == bundled
+
+
+def option(service: str, name: str) -> str:
+    """The value of ``--name=value`` in a compose service's command."""
+    (found,) = [
+        a.split("=", 1)[1]
+        for a in COMPOSE["services"][service]["command"]
+        if a.startswith(f"--{name}=")
+    ]
+    return str(found)
+
+
+def test_the_agent_and_collector_use_the_seeds_nats_config_writes() -> None:
+    setup = " ".join(COMPOSE["services"]["nats-config"]["command"])
+    location = option("agent", "location")
+
+    assert f"nats-config {location} --dir /keys" in setup
+    assert option("agent", "nats-creds") == f"/keys/agent-{location}.nk"
+    assert option("collector", "nats-creds") == "/keys/collector.nk"
+    assert option("agent", "nats") == option("collector", "nats") == "nats://nats:4222"
+    assert "/keys/nats.conf" in COMPOSE["services"]["nats"]["command"]

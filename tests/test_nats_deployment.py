@@ -357,8 +357,9 @@ async def test_a_paris_agent_can_neither_take_lyon_jobs_nor_publish_lyon_results
     )
     try:
         port = free_port()
-        config = checks_config(tmp_path / "c.yaml", "http://127.0.0.1:9", ["x"])
-        config.write_text(config.read_text().replace("retries: 0", "retries: 0, locations: [lyon]"))
+        config = checks_config(
+            tmp_path / "c.yaml", "http://127.0.0.1:9", ["x"], extra=", locations: [lyon]"
+        )
         with started_process(
             nats_collector(hub, port, tmp_path / "data", "c1", config), tmp_path / "c1.log"
         ):
@@ -383,9 +384,23 @@ async def test_a_paris_agent_can_neither_take_lyon_jobs_nor_publish_lyon_results
             assert lyon.num_ack_pending == 0, "paris took a lyon job"
             with pytest.raises(nats.js.errors.NotFoundError):
                 await manager.get_last_msg(c.JOBS_STREAM, c.jobs_subject("paris"))
+            # Nobody takes lyon's jobs: the collector says so, the signal to add agents.
+            await wait_until(
+                lambda: _queue_grows(f"http://127.0.0.1:{port}"), 30, "lyon's queue metrics"
+            )
     finally:
         await paris.close()
         await admin.close()
+
+
+async def _queue_grows(url: str) -> bool | None:
+    found = {}
+    for line in (await metrics(url)).splitlines():
+        if line.startswith(("parcours_location_jobs_waiting{", "parcours_location_oldest_job")):
+            name, value = line.rsplit(" ", 1)
+            found[name.split("{")[0]] = float(value)
+    waiting = found.get("parcours_location_jobs_waiting", 0)
+    return (waiting >= 2 and found["parcours_location_oldest_job_age_seconds"] > INTERVAL) or None
 
 
 async def _jobs_waiting(nc: nats.NATS, location: str) -> bool | None:

@@ -142,9 +142,11 @@ def write_config(
     store_dir: str = "/var/lib/nats",
     leafnode_listen: str | None = None,
     site_listen: str = "127.0.0.1:4222",
+    hub_address: str | None = None,
 ) -> tuple[Path, dict[str, NatsUser]]:
     """Write ``nats.conf``, one seed per user and, with leaf nodes, one ``site-LOCATION.conf``
-    per location; returns the hub's config path and the users."""
+    per location (dialling ``hub_address``, default the leaf listen address); returns the
+    hub's config path and the users."""
     folder.mkdir(parents=True, exist_ok=True)
     users = {"collector": new_user(folder, "collector")}
     entries = [(users["collector"], collector_permissions())]
@@ -155,7 +157,7 @@ def write_config(
     if leafnode_listen:
         for location in locations:
             site = SiteUser(location, f"site-{location}", secrets.token_urlsafe(24))
-            text = site_config(site, leafnode_listen, site_listen)
+            text = site_config(site, hub_address or leafnode_listen, site_listen)
             _write_private(folder / f"site-{location}.conf", text)
             sites.append(site)
     path = folder / "nats.conf"
