@@ -162,56 +162,57 @@ def _age(message: api.RawStreamMsg) -> float | None:
 class ResultsReader:
     """Reads the results stream through this collector's durable consumer, for ever."""
 
-    BATCH = 256
+    ACK_EVERY = 200
 
     def __init__(self, bus: Bus, ingestor: Ingestor, artifacts: ArtifactStore) -> None:
         self._bus = bus
         self._ingestor = ingestor
         self._artifacts = artifacts
-        self._task: asyncio.Task[None] | None = None
+        self._subscription: JetStreamContext.PushSubscription | None = None
         self._fetches: set[asyncio.Task[None]] = set()
         self._fetch_slots = asyncio.Semaphore(4)
         self.handled = 0  # messages handled since start (benchmarks read it)
 
     async def start(self) -> None:
-        """Create (or resume) the durable consumer and read in the background."""
-        durable = f"collector-{self._bus.settings.name}"
+        """Create (or resume) the durable consumer and take its messages as they come.
+
+        A push consumer with a callback, not pull ``fetch``: nats-py's fetch waits for each
+        message of a batch with its own timeout, which halved ingest."""
+        name = self._bus.settings.name
+        durable = f"collector-{name}"
         config = api.ConsumerConfig(
             durable_name=durable,
+            deliver_subject=f"{c.COLLECTOR_INBOX}.results.{name}",
             deliver_policy=api.DeliverPolicy.ALL,
-            ack_policy=api.AckPolicy.ALL,  # acking a batch's last message acks the batch
+            ack_policy=api.AckPolicy.ALL,  # acking a message acks every one before it
             ack_wait=60,
             max_ack_pending=20_000,
+            flow_control=True,
+            idle_heartbeat=5.0,
         )
         await self._bus.js.add_consumer(c.RESULTS_STREAM, config)
-        subscription = await self._bus.js.pull_subscribe_bind(
-            durable, c.RESULTS_STREAM, inbox_prefix=f"{c.COLLECTOR_INBOX}.".encode()
+        self._subscription = await self._bus.js.subscribe_bind(
+            c.RESULTS_STREAM, config, durable, cb=self._on_message, manual_ack=True
         )
-        self._task = asyncio.create_task(self._read(subscription), name="results-reader")
         log.info("results_reader_started", consumer=durable)
 
     async def stop(self) -> None:
         """Stop reading; artifact copies in flight are abandoned (they are in the bucket)."""
-        for task in [self._task, *self._fetches]:
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        if self._subscription is not None:
+            with contextlib.suppress(Exception):
+                await self._subscription.unsubscribe()
+        for task in list(self._fetches):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
-    async def _read(self, subscription: JetStreamContext.PullSubscription) -> None:
-        while True:
-            try:
-                messages = await subscription.fetch(self.BATCH, timeout=1)
-            except TimeoutError:
-                continue
-            except Exception as exc:  # noqa: BLE001 - a NATS hiccup; the consumer resumes
-                log.warning("results_fetch_failed", error=str(exc)[:300] or type(exc).__name__)
-                await asyncio.sleep(1)
-                continue
-            for message in messages:
-                self.handle(message)
-            with contextlib.suppress(Exception):  # unacked: redelivered, deduped by run id
-                await messages[-1].ack()
+    async def _on_message(self, message: Msg) -> None:
+        """Ingest, then acknowledge every ACK_EVERY messages and whenever caught up (an
+        unacknowledged tail is delivered again after a restart and deduped by run id)."""
+        self.handle(message)
+        if self.handled % self.ACK_EVERY == 0 or not message.metadata.num_pending:
+            with contextlib.suppress(Exception):
+                await message.ack()
 
     def handle(self, message: Msg) -> None:
         """Ingest one message; a refusal is counted and logged, never retried."""
