@@ -617,3 +617,39 @@ async def test_an_agent_at_a_remote_site_works_through_the_sites_leaf_node(
     assert {r["agent"] for r in runs} == {"kiosk-1"}
     assert all(r["status"] == "passed" for r in runs)
     assert len(server.hits["kiosk"]) >= 2
+
+
+async def test_the_collector_reloads_its_config_and_keeps_the_last_good_one(
+    hub: NatsHub, api: tuple[CountingApi, str], tmp_path: Path
+) -> None:
+    server, base = api
+    config = checks_config(tmp_path / "checks.yaml", base, ["first"], extra=", locations: [lyon]")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with (
+        started_process(
+            nats_collector(hub, port, tmp_path / "data", "c1", config), tmp_path / "c1.log"
+        ),
+        started_process(nats_agent(hub, "lyon", "l1"), tmp_path / "l1.log"),
+    ):
+        await wait_until(lambda: _hit(server, "first"), 60, "the first check to run")
+        checks_config(config, base, ["first", "second"], extra=", locations: [lyon]")
+        await wait_until(lambda: _hit(server, "second"), 60, "the added check to run")
+        good = len(server.hits["second"])
+        config.write_text(config.read_text().replace("kind: http", "kind: htp"))
+        line = "parcours_collector_config_reload_successful 0.0"
+        await wait_until(lambda: _contains(url, line), 30, "the failed reload to be exported")
+        await wait_until(
+            lambda: _more_hits(server, "second", good + 2), 60, "the last good config to go on"
+        )
+    log = (tmp_path / "c1.log").read_text()
+    assert "config_reload_failed" in log
+    assert "checks.yaml" in log  # the problem names the file (and line)
+
+
+async def _hit(server: CountingApi, name: str) -> bool | None:
+    return bool(server.hits[name]) or None
+
+
+async def _more_hits(server: CountingApi, name: str, count: int) -> bool | None:
+    return len(server.hits[name]) >= count or None
