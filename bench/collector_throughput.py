@@ -18,6 +18,7 @@ import signal
 import subprocess
 import tempfile
 import time
+import urllib.request
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -84,6 +85,16 @@ def time_get(url: str) -> float:
     return time.perf_counter() - start
 
 
+def time_gzip_get(url: str) -> tuple[float, int]:
+    """Seconds for one complete GET as Prometheus asks (gzip accepted), and the bytes sent."""
+    request = urllib.request.Request(url, headers={"Accept-Encoding": "gzip"})
+    start = time.perf_counter()
+    with urllib.request.urlopen(request, timeout=30) as response:
+        body = response.read()
+        assert response.headers["Content-Encoding"] == "gzip"
+    return time.perf_counter() - start, len(body)
+
+
 async def post_all(url: str, docs: list[dict[str, Any]], batch: int, parallel: int) -> float:
     """Seconds to post every document, ``batch`` per request, ``parallel`` requests in flight."""
     chunks = [docs[i : i + batch] for i in range(0, len(docs), batch)]
@@ -103,6 +114,23 @@ async def post_all(url: str, docs: list[dict[str, Any]], batch: int, parallel: i
         start = time.perf_counter()
         await asyncio.gather(*(worker(http) for _ in range(parallel)))
         return time.perf_counter() - start
+
+
+async def small_scale(url: str, count: int) -> tuple[list[float], int]:
+    """/metrics at about 15,000 samples (55 journeys x 3 devices), every series changed."""
+    docs = [
+        document(j, d, 90 * count + i)
+        for i, (j, d) in enumerate((j, d) for j in range(55) for d in DEVICES)
+    ]
+    seconds = []
+    for round_ in range(9):
+        for doc in docs:
+            doc["run_id"] = f"{doc['run_id']}-s{round_}"
+            doc["started_at"] += 1
+        await post_all(url, docs, batch=100, parallel=4)
+        seconds.append(time_get(f"{url}/metrics"))
+    _, body = http_get(f"{url}/metrics", timeout=30)
+    return seconds[1:], sum(1 for line in body.splitlines() if line and line[0] != "#")
 
 
 def start_collector(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
@@ -128,6 +156,7 @@ async def main(count: int) -> None:
         collector = start_collector(Path(tmp), port)
         url = f"http://127.0.0.1:{port}"
         try:
+            small, small_samples = await small_scale(url, count)
             single_docs = [document(j % 1000, DEVICES[j % 3], j) for j in range(count // 4)]
             single = await post_all(url, single_docs, batch=1, parallel=8)
             batch_docs = [
@@ -135,13 +164,18 @@ async def main(count: int) -> None:
             ]
             batched = await post_all(url, batch_docs, batch=100, parallel=4)
             cold, changed, unchanged, size = [], [], [], 0
+            cold_gzip, gzip_size = [], 0
             for round_ in range(8):
                 everything = [
                     document(j, d, 20 * count + round_ * 3000 + i)
                     for i, (j, d) in enumerate((j, d) for j in range(1000) for d in DEVICES)
                 ]
                 await post_all(url, everything, batch=100, parallel=4)
-                cold.append(time_get(f"{url}/metrics"))
+                if round_ % 2:  # alternate: each scrape renders every series afresh
+                    seconds, gzip_size = time_gzip_get(f"{url}/metrics")
+                    cold_gzip.append(seconds)
+                else:
+                    cold.append(time_get(f"{url}/metrics"))
                 quarter = everything[::4]
                 for doc in quarter:
                     doc["run_id"] += "-q"
@@ -167,6 +201,11 @@ async def main(count: int) -> None:
                 "results": len(batch_docs),
                 "results_per_second": round(len(batch_docs) / batched),
             },
+            "metrics_render_15k": {
+                "samples": small_samples,
+                "every_series_changed_seconds": summary(small),
+                "target_seconds": 0.05,
+            },
             "metrics_render": {
                 "journeys": 1000,
                 "steps": 5,
@@ -174,6 +213,8 @@ async def main(count: int) -> None:
                 "samples": series,
                 "bytes": size,
                 "every_series_changed_seconds": summary(cold),
+                "every_series_changed_gzip_seconds": summary(cold_gzip),
+                "gzip_bytes": gzip_size,
                 "a_quarter_changed_seconds": summary(changed),
                 "nothing_changed_seconds": summary(unchanged),
             },

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import json
 import time
 from collections.abc import AsyncIterator
@@ -331,12 +332,29 @@ async def get_runs(request: web.Request) -> web.Response:
 
 
 async def get_metrics(request: web.Request) -> web.Response:
-    """The collector's own counters, then every journey and agent family."""
+    """The collector's own counters, then every journey and agent family; gzip when the
+    scraper accepts it (Prometheus does), compressed off the event loop at level 1: text
+    this repetitive shrinks about 20 times even at the fastest level."""
     own = generate_latest(request.app[REGISTRY])
     journeys = await request.app[RENDERER].render(request.app[STATE])
-    response = web.Response(body=own + journeys.encode())
-    response.headers["Content-Type"] = CONTENT_TYPE_LATEST
-    return response
+    body = own + journeys.encode()
+    headers = {"Content-Type": CONTENT_TYPE_LATEST, "Vary": "Accept-Encoding"}
+    if accepts_gzip(request.headers.get("Accept-Encoding", "")):
+        body = await asyncio.to_thread(gzip.compress, body, compresslevel=1, mtime=0)
+        headers["Content-Encoding"] = "gzip"
+    return web.Response(body=body, headers=headers)
+
+
+def accepts_gzip(header: str) -> bool:
+    """Whether an Accept-Encoding header admits gzip (and does not refuse it with q=0)."""
+    for item in header.split(","):
+        coding, _, params = item.strip().partition(";")
+        if coding.strip().lower() in ("gzip", "*"):
+            try:
+                return float(params.strip().removeprefix("q=") or "1") > 0
+            except ValueError:
+                return False
+    return False
 
 
 async def to_status(_: web.Request) -> web.Response:

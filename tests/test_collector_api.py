@@ -459,3 +459,21 @@ async def test_a_scheduled_run_counts_once_as_a_failure_and_only_when_its_retrie
     await client.post("/api/v1/results", json=to_dict(failed("b1", 1060.0)))
     await client.post("/api/v1/results", json=to_dict(replace(failed("b2", 1062.0), attempt=2)))
     assert await consecutive() == 2.0
+
+
+async def test_metrics_are_gzipped_for_a_scraper_that_accepts_it(tmp_path: Path) -> None:
+    import gzip
+
+    app = create_app(CollectorSettings(tmp_path))
+    async with TestClient(TestServer(app), auto_decompress=False) as raw:
+        await raw.post("/api/v1/results", json=to_dict(result()))
+        zipped = await raw.get("/metrics", headers={"Accept-Encoding": "gzip"})
+        plain = await raw.get("/metrics", headers={"Accept-Encoding": "gzip;q=0"})
+        zipped_body, plain_body = await zipped.read(), await plain.read()
+
+    assert zipped.headers["Content-Encoding"] == "gzip"
+    assert "Content-Encoding" not in plain.headers
+    assert len(zipped_body) < len(plain_body) / 3
+    unzipped = gzip.decompress(zipped_body).decode()
+    assert 'parcours_journey_success{journey="checkout"' in unzipped
+    assert unzipped.count("\n") == plain_body.decode().count("\n")
