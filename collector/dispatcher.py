@@ -31,7 +31,7 @@ from probes.config import ConfigError
 from probes.config.loader import LoadedConfig, load_config_sources, read_config_sources
 from probes.config.spec import JourneySpec
 from probes.config.watch import config_signature, in_daemon_thread
-from probes.slots import slot_job, slot_start
+from probes.slots import slot_job, slot_start, spread_by_interval
 
 log = structlog.get_logger(__name__)
 JobKey = tuple[str, str, str]  # check, device, location
@@ -84,6 +84,7 @@ class Dispatcher:
         self._state = state
         self._loaded: LoadedSources | None = None
         self._specs: dict[JobKey, JourneySpec] = {}
+        self._offsets: dict[JobKey, float] = {}  # each job's slot within its interval
         self._scheduler = AsyncIOScheduler(timezone=UTC)
         self._tasks: list[asyncio.Task[None]] = []
         self._lock = asyncio.Lock()
@@ -165,15 +166,25 @@ class Dispatcher:
                 except Exception as exc:  # noqa: BLE001 - retried at the next refresh
                     log.error("location_setup_failed", location=location, error=str(exc)[:300])
                     wanted = {k: v for k, v in wanted.items() if k[2] != location}
+            offsets: dict[JobKey, float] = {}
+            for location in {key[2] for key in wanted}:  # each location's agents apart
+                here = [k for k in wanted if k[2] == location]
+                spread = spread_by_interval((_job_name(k), wanted[k].interval) for k in here)
+                offsets.update((k, spread[_job_name(k)]) for k in here)
             for key in [k for k in self._specs if k not in wanted]:
                 self._scheduler.remove_job(_job_name(key))
                 del self._specs[key]
-            changed = [k for k in wanted if self._specs.get(k) != wanted[k]]
+                self._offsets.pop(key, None)
+            changed = [
+                k
+                for k in wanted
+                if self._specs.get(k) != wanted[k] or self._offsets.get(k) != offsets[k]
+            ]
             for key in changed:
                 spec = self._specs[key] = wanted[key]
-                self._scheduler.add_job(
-                    self._fire, args=[key], **slot_job(_job_name(key), spec.interval)
-                )
+                self._offsets[key] = offsets[key]
+                job = slot_job(_job_name(key), spec.interval, offsets[key])
+                self._scheduler.add_job(self._fire, args=[key], **job)
             if changed:
                 log.info("schedule_applied", jobs=len(self._specs), changed=len(changed))
 
@@ -182,7 +193,7 @@ class Dispatcher:
         if spec is None or loaded is None:
             return
         check, device, location = key
-        planned = slot_start(_job_name(key), spec.interval, time.time())
+        planned = slot_start(self._offsets[key], spec.interval, time.time())
         job = c.Job(
             check=check,
             device=device,

@@ -27,7 +27,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from probes.agent.stats import AgentStats
 from probes.config.spec import JourneySpec
-from probes.slots import slot_job
+from probes.slots import slot_job, spread_by_interval
 
 log = structlog.get_logger(__name__)
 
@@ -57,6 +57,7 @@ class JourneyScheduler:
         self._stats = stats
         self._specs: dict[str, tuple[JourneySpec, str]] = {}
         self._planned: dict[str, datetime] = {}
+        self._offsets: dict[str, float] = {}  # each job's slot within its interval
         self._scheduler = AsyncIOScheduler(timezone=UTC)
         self._scheduler.add_listener(
             self._on_event, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED | EVENT_JOB_SUBMITTED
@@ -84,16 +85,25 @@ class JourneyScheduler:
     def apply(self, journeys: Sequence[JourneySpec]) -> ScheduleChange:
         """Add, remove and replace jobs; unchanged journeys keep their job untouched."""
         wanted = {job_id(j.name, d): (j, d) for j in journeys for d in j.devices}
+        offsets = spread_by_interval((name, spec.interval) for name, (spec, _) in wanted.items())
         removed = [name for name in self._specs if name not in wanted]
         added = [name for name in wanted if name not in self._specs]
-        changed = [n for n in wanted if n in self._specs and self._specs[n][0] != wanted[n][0]]
+        changed = [
+            n
+            for n in wanted
+            if n in self._specs
+            and (self._specs[n][0] != wanted[n][0] or self._offsets.get(n) != offsets[n])
+        ]
         for name in removed:
             self._scheduler.remove_job(name)
             del self._specs[name]
+            self._offsets.pop(name, None)
         for name in [*added, *changed]:
             spec, device = wanted[name]
             self._specs[name] = (spec, device)
-            self._scheduler.add_job(self._fire, args=[name], **slot_job(name, spec.interval))
+            self._offsets[name] = offsets[name]
+            job = slot_job(name, spec.interval, offsets[name])
+            self._scheduler.add_job(self._fire, args=[name], **job)
         unchanged = [n for n in wanted if n not in added and n not in changed]
         change = ScheduleChange(tuple(added), tuple(removed), tuple(changed), tuple(unchanged))
         log.info(
