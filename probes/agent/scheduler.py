@@ -1,9 +1,10 @@
 """One APScheduler job per (journey, device), each in a stable slot of its interval.
 
 The slot is an offset within the interval derived from a hash of the job's
-name: a hundred journeys spread over the interval instead of all starting at
-second 0, and a restarted agent keeps each journey's slot instead of running
-it early. ``max_instances=1`` means a slow run never overlaps the next; the
+name, spread so that jobs sharing an interval do not start together
+(``probes.slots``): a hundred journeys spread over the interval instead of all
+starting at second 0, and a restarted agent keeps each journey's slot instead
+of running it early. ``max_instances=1`` means a slow run never overlaps the next; the
 skipped run is counted, as is a run missed past its grace time.
 """
 
