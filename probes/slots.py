@@ -1,14 +1,14 @@
 """Stable slots: when in its interval a scheduled job runs, the same on every restart.
 
-A job's slot starts at a point hashed from its name, so a restart keeps it. Hash points
+A job's slot comes from a hash of its name, so a restart keeps it. Hash points
 land in clumps, though (50 jobs in a 30 s interval put several within a second of each
 other), and runs that start together wait for each other's browser slots. So jobs
-sharing an interval are spread: each keeps its hash point unless the job before it on
-the ring is closer than half the even spacing, in which case it moves just past that
-one. A job alone in its part of the ring never moves; adding or removing one moves only
-the clump around it (and the spacing itself only when the count of jobs grows or
-shrinks by a quarter). The agent (embedded default) and the collector (split deployment,
-per location) schedule with the same arithmetic.
+sharing an interval go in a table of equal slots at least 1.56 times as many as they are:
+each job takes the slot its hash point falls in, or the next free one (linear probing,
+in hash-point order). Starts are then at least ``interval / (2 n)`` apart; adding or
+removing a job moves only the jobs right after it, and the table is resized only when
+the count of jobs changes by a quarter. The agent (embedded default) and the collector
+(split deployment, per location) schedule with the same arithmetic.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from typing import Any
 from apscheduler.triggers.interval import IntervalTrigger
 
 SLOT_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
-SPACING_STEP = 1.25
+SPACING_STEP = 1.25  # table sizes are powers of this: resized when the count moves a quarter
+TABLE_SLACK = SPACING_STEP**2  # slots per job, at least: short probe runs, few moves
 
 
 def slot_offset(name: str, interval: float) -> float:
@@ -32,31 +33,26 @@ def slot_offset(name: str, interval: float) -> float:
 
 
 def spread_offsets(names: Iterable[str], interval: float) -> dict[str, float]:
-    """Offsets for jobs sharing an interval, at least ``interval / (2.5 n)`` apart.
+    """Offsets for jobs sharing an interval: a table of equal slots, 1.56 to 1.95 per job,
+    each job in the slot its hash point falls in, or the next free one.
 
-    Sweeps the ring from the end of its widest empty arc (so that pushed jobs rarely wrap
-    around onto the first ones), moving each job forward only as far as the spacing
-    needs."""
-    points = sorted((slot_offset(name, interval), name) for name in set(names))
-    count = len(points)
-    if count < 2:
-        return {name: point for point, name in points}
-    # The count is rounded up to a power of 1.25, so that adding or removing a job changes
-    # the spacing (and moves every pushed job a little) only once in a while.
-    spacing = interval / (2 * SPACING_STEP ** math.ceil(math.log(count, SPACING_STEP)))
-    arcs = [((points[(i + 1) % count][0] - points[i][0]) % interval, i) for i in range(count)]
-    widest = max(arcs)[1]
-    ordered = points[widest + 1 :] + points[: widest + 1]
-    base = ordered[0][0]
+    Jobs are placed in the order of their hash points, so adding or removing one moves
+    only the jobs after it in its run of taken slots; the table's size changes only when
+    the count of jobs grows or shrinks by a quarter."""
+    ordered = sorted((slot_offset(name, interval), name) for name in set(names))
+    if len(ordered) < 2:
+        return {name: point for point, name in ordered}
+    wanted = TABLE_SLACK * len(ordered)
+    size = math.ceil(SPACING_STEP ** math.ceil(math.log(wanted, SPACING_STEP)))
+    width = interval / size
+    taken: set[int] = set()
     offsets: dict[str, float] = {}
-    previous = -math.inf
     for point, name in ordered:
-        natural = base + (point - base) % interval  # its hash point, unwrapped past base
-        if natural >= previous + spacing:
-            offsets[name], previous = point, natural  # exactly its hash point: not moved
-        else:
-            previous += spacing
-            offsets[name] = previous % interval
+        slot = min(int(point / width), size - 1)
+        while slot in taken:
+            slot = (slot + 1) % size
+        taken.add(slot)
+        offsets[name] = slot * width
     return offsets
 
 
