@@ -127,6 +127,7 @@ async def small_scale(url: str, count: int) -> tuple[list[float], int]:
         for doc in docs:
             doc["run_id"] = f"{doc['run_id']}-s{round_}"
             doc["started_at"] += 1
+            doc["finished_at"] += 1
         await post_all(url, docs, batch=100, parallel=4)
         seconds.append(time_get(f"{url}/metrics"))
     _, body = http_get(f"{url}/metrics", timeout=30)
