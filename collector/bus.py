@@ -163,6 +163,7 @@ class ResultsReader:
     """Reads the results stream through this collector's durable consumer, for ever."""
 
     ACK_EVERY = 200
+    COPY_GRACE = 10.0
 
     def __init__(self, bus: Bus, ingestor: Ingestor, artifacts: ArtifactStore) -> None:
         self._bus = bus
@@ -197,12 +198,16 @@ class ResultsReader:
         log.info("results_reader_started", consumer=durable)
 
     async def stop(self) -> None:
-        """Stop reading; artifact copies in flight are abandoned (they are in the bucket)."""
+        """Stop reading, and give artifact copies in flight ``COPY_GRACE`` seconds: their
+        results are acknowledged, so a copy cut short is not retried after a restart."""
         if self._subscription is not None:
             with contextlib.suppress(Exception):
                 await self._subscription.unsubscribe()
+        if self._fetches:
+            await asyncio.wait(list(self._fetches), timeout=self.COPY_GRACE)
         for task in list(self._fetches):
             task.cancel()
+            log.error("artifact_copy_abandoned", reason="collector stopping")
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 

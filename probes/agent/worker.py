@@ -146,7 +146,6 @@ class NatsAgent:
         self._ack_wait = 30.0
         self._nc: Client | None = None
         self._sink: NatsSink | None = None
-        self._stopping = False
 
     async def start(self) -> None:
         """Connect (a refused login raises here), bind to the location's queue, start."""
@@ -325,7 +324,6 @@ class NatsAgent:
 
     async def stop(self) -> None:
         """Take no more jobs, let runs finish (bounded), hand back the rest, disconnect."""
-        self._stopping = True
         for task in self._background:
             task.cancel()
         if self._running:
