@@ -48,28 +48,22 @@ from tests.services import (
     free_port,
     http_get,
     nats_server,
-    stop_process,
+    started_process,
     wait_until,
 )
 from tests.test_http_checks import serve
-from tests.test_nats_deployment import CountingApi, nats_agent, nats_collector
+from tests.test_nats_deployment import CountingApi, all_runs, nats_agent, nats_collector
 
 LOCATION = "bench"
 MIB = 1024 * 1024
 
 
 @contextlib.contextmanager
-def process(
-    args: list[str], log: Path, cpu: int | None = None
-) -> Iterator[subprocess.Popen[bytes]]:
-    with log.open("ab") as out:
-        started = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
-        if cpu is not None:
-            os.sched_setaffinity(started.pid, {cpu})
-        try:
-            yield started
-        finally:
-            stop_process(started)
+def pinned(args: list[str], log: Path, cpu: int) -> Iterator[subprocess.Popen[bytes]]:
+    """``started_process`` held to one core, so that what it does is measured on that core."""
+    with started_process(args, log) as started:
+        os.sched_setaffinity(started.pid, {cpu})
+        yield started
 
 
 def wait_ready(url: str, within: float = 30) -> None:
@@ -131,7 +125,7 @@ async def ingest_and_latency(tmp: Path, count: int) -> dict[str, Any]:
         url = f"http://127.0.0.1:{port}"
         limits = ("--max-series-per-agent", "10000")
         command = nats_collector(hub, port, tmp / "lat", "latency", None, *limits)
-        with process(command, tmp / "latency.log", cpu=0):
+        with pinned(command, tmp / "latency.log", cpu=0):
             wait_ready(url)
             delays = []
             for i in range(30):
@@ -148,7 +142,7 @@ async def ingest_and_latency(tmp: Path, count: int) -> dict[str, Any]:
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         command = nats_collector(hub, port, tmp / "ingest", "ingest", None, *limits)
-        with process(command, tmp / "ingest.log", cpu=0):
+        with pinned(command, tmp / "ingest.log", cpu=0):
             stream_rate = await consumed_per_second(hub, "collector-ingest")
             accepted = metric(url, ACCEPTED)  # once, after: a scrape costs the collector CPU
         assert accepted == count + 30, accepted  # the latency part's 30 came first
@@ -163,7 +157,7 @@ async def ingest_and_latency(tmp: Path, count: int) -> dict[str, Any]:
         f"127.0.0.1:{http_port}",
     ]
     command += ["--data-dir", str(tmp / "http"), *limits]
-    with process(command, tmp / "http.log", cpu=0):
+    with pinned(command, tmp / "http.log", cpu=0):
         wait_ready(http_url)
         http_seconds = await post_all(http_url, documents(count, 0), batch=100, parallel=4)
     return {
@@ -240,18 +234,6 @@ def journeys_config(path: Path, shop_url: str, copies: int) -> Path:
     return path
 
 
-async def runs_in(url: str, since: float, until: float) -> list[dict[str, Any]]:
-    runs, before = [], ""
-    while True:
-        status, body = http_get(f"{url}/api/v1/runs?limit=500{before}")
-        assert status == 200, body
-        page = json.loads(body)
-        runs += page["runs"]
-        if page["next_before"] is None or page["runs"][-1]["started_at"] < since:
-            return [r for r in runs if since <= r["finished_at"] < until]
-        before = f"&before={page['next_before']}"
-
-
 async def saturation(tmp: Path, agents: int, warmup: float, window: float) -> dict[str, Any]:
     shop, variables = start_shop()
     try:
@@ -261,13 +243,13 @@ async def saturation(tmp: Path, agents: int, warmup: float, window: float) -> di
             url = f"http://127.0.0.1:{port}"
             command = nats_collector(hub, port, tmp / f"sat-{agents}-data", "c", config)
             with contextlib.ExitStack() as stack:
-                stack.enter_context(process(command, tmp / f"sat-{agents}-collector.log"))
+                stack.enter_context(started_process(command, tmp / f"sat-{agents}-collector.log"))
                 pids = []
                 for i in range(agents):
                     args = nats_agent(hub, LOCATION, f"agent-{i}")
                     args[args.index("--max-concurrency") + 1] = "2"
                     log = tmp / f"sat-{agents}-agent-{i}.log"
-                    pids.append(stack.enter_context(process(args, log)).pid)
+                    pids.append(stack.enter_context(started_process(args, log)).pid)
                 wait_ready(url)
                 await asyncio.sleep(warmup)
                 start, cpu_start = time.time(), sum(tree_cpu_seconds(p) for p in pids)
@@ -278,7 +260,7 @@ async def saturation(tmp: Path, agents: int, warmup: float, window: float) -> di
                     await asyncio.sleep(5)
                 end, cpu_end = time.time(), sum(tree_cpu_seconds(p) for p in pids)
                 await asyncio.sleep(2)  # results of the window's last runs land
-                done = await runs_in(url, start, end)
+                done = [r for r in await all_runs(url) if start <= r["finished_at"] < end]
                 missed = metric(url, "parcours_agent_missed_runs_total")
     finally:
         shop.send_signal(signal.SIGTERM)
@@ -324,12 +306,12 @@ journeys:
                 hub, port, tmp / f"fo-{ack_wait:.0f}-data", "c", config, *extra
             )
             with contextlib.ExitStack() as stack:
-                stack.enter_context(process(command, tmp / f"fo-{ack_wait:.0f}-c.log"))
+                stack.enter_context(started_process(command, tmp / f"fo-{ack_wait:.0f}-c.log"))
                 agents = {}
                 for name in ("one", "two"):
                     log = tmp / f"fo-{ack_wait:.0f}-{name}.log"
                     agents[name] = (
-                        stack.enter_context(process(nats_agent(hub, LOCATION, name), log)),
+                        stack.enter_context(started_process(nats_agent(hub, LOCATION, name), log)),
                         log,
                     )
                 await asyncio.wait_for(server.hung.wait(), 150)

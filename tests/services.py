@@ -198,12 +198,7 @@ def serving(name: str, args: list[str], log_path: Path, ready_url: str) -> Itera
                 time.sleep(0.1)
             yield
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop_process(process)
 
 
 @contextlib.contextmanager

@@ -9,6 +9,7 @@ agent` processes, and an HTTP API that counts every request its checks make
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import os
@@ -117,6 +118,15 @@ def nats_collector(
     return collector_command(port, data, *args, *extra)
 
 
+@contextlib.contextmanager
+def one_collector(hub: NatsHub, tmp_path: Path, config: Path | None, *extra: str) -> Iterator[str]:
+    """`parcours collector` "c1" on the hub, on a free port (log c1.log); yields its URL."""
+    port = free_port()
+    command = nats_collector(hub, port, tmp_path / "data", "c1", config, *extra)
+    with started_process(command, tmp_path / "c1.log"):
+        yield f"http://127.0.0.1:{port}"
+
+
 def nats_agent(hub: NatsHub, location: str, name: str, creds: str | None = None) -> list[str]:
     return [
         sys.executable,
@@ -178,14 +188,8 @@ async def test_three_agents_in_a_location_run_every_check_once_per_slot_and_shar
     server, base = api
     names = [f"check-{i}" for i in range(6)]
     config = checks_config(tmp_path / "checks.yaml", base, names, extra=", locations: [lyon]")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     with ExitStack() as stack:
-        stack.enter_context(
-            started_process(
-                nats_collector(hub, port, tmp_path / "data", "c1", config), tmp_path / "c1.log"
-            )
-        )
+        url = stack.enter_context(one_collector(hub, tmp_path, config))
         for index in range(3):
             command = nats_agent(hub, "lyon", f"lyon-{index}")
             stack.enter_context(started_process(command, tmp_path / f"lyon-{index}.log"))
@@ -239,16 +243,9 @@ journeys:
         expect: [status == 200]
 """
     )
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     logs = {name: tmp_path / f"{name}.log" for name in ("first", "second")}
     with ExitStack() as stack:
-        stack.enter_context(
-            started_process(
-                nats_collector(hub, port, tmp_path / "data", "c1", config, "--job-ack-wait", "3"),
-                tmp_path / "c1.log",
-            )
-        )
+        url = stack.enter_context(one_collector(hub, tmp_path, config, "--job-ack-wait", "3"))
         agents = {
             name: stack.enter_context(started_process(nats_agent(hub, "lyon", name), log))
             for name, log in logs.items()
@@ -358,13 +355,10 @@ async def test_a_paris_agent_can_neither_take_lyon_jobs_nor_publish_lyon_results
         hub.url, nkeys_seed=hub.creds["paris"], inbox_prefix=c.inbox_prefix("paris").encode()
     )
     try:
-        port = free_port()
         config = checks_config(
             tmp_path / "c.yaml", "http://127.0.0.1:9", ["x"], extra=", locations: [lyon]"
         )
-        with started_process(
-            nats_collector(hub, port, tmp_path / "data", "c1", config), tmp_path / "c1.log"
-        ):
+        with one_collector(hub, tmp_path, config) as url:
             await wait_until(
                 lambda: _jobs_waiting(admin, "lyon"), 30, "a lyon job waiting (no lyon agent)"
             )
@@ -387,9 +381,7 @@ async def test_a_paris_agent_can_neither_take_lyon_jobs_nor_publish_lyon_results
             with pytest.raises(nats.js.errors.NotFoundError):
                 await manager.get_last_msg(c.JOBS_STREAM, c.jobs_subject("paris"))
             # Nobody takes lyon's jobs: the collector says so, the signal to add agents.
-            await wait_until(
-                lambda: _queue_grows(f"http://127.0.0.1:{port}"), 30, "lyon's queue metrics"
-            )
+            await wait_until(lambda: _queue_grows(url), 30, "lyon's queue metrics")
     finally:
         await paris.close()
         await admin.close()
@@ -418,16 +410,12 @@ async def test_a_result_claiming_another_location_than_its_subject_is_refused_an
 ) -> None:
     _, base = api
     config = checks_config(tmp_path / "checks.yaml", base, ["home"], extra=", locations: [paris]")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     paris = await nats.connect(
         hub.url, nkeys_seed=hub.creds["paris"], inbox_prefix=c.inbox_prefix("paris").encode()
     )
     try:
         with (
-            started_process(
-                nats_collector(hub, port, tmp_path / "data", "c1", config), tmp_path / "c1.log"
-            ),
+            one_collector(hub, tmp_path, config) as url,
             started_process(nats_agent(hub, "paris", "p1"), tmp_path / "p1.log"),
         ):
             (genuine,) = (await wait_until(lambda: _runs_at_least(url, 1), 60, "a run"))[:1]
@@ -449,11 +437,7 @@ async def _contains(url: str, line: str) -> bool | None:
 
 
 async def test_a_nats_collector_refuses_results_over_http(hub: NatsHub, tmp_path: Path) -> None:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    with started_process(
-        nats_collector(hub, port, tmp_path / "data", "c1", None), tmp_path / "c1.log"
-    ):
+    with one_collector(hub, tmp_path, None) as url:
         await wait_until(lambda: _ready(url), 30, "the collector")
         status, body = await asyncio.to_thread(_post, f"{url}/api/v1/results", b"[]")
     assert status == 410
@@ -504,12 +488,8 @@ journeys:
         expect: [status == 200]
 """
     )
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     with (
-        started_process(
-            nats_collector(hub, port, tmp_path / "data", "c1", config), tmp_path / "c1.log"
-        ),
+        one_collector(hub, tmp_path, config) as url,
         started_process(nats_agent(hub, "lyon", "l1"), tmp_path / "l1.log"),
     ):
         runs = await wait_until(lambda: _both_checks(url), 60, "a run of each check")
@@ -549,14 +529,11 @@ journeys:
         click: {{test_id: add-to-cart}}
 """
     )
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    agent = [*nats_agent(hub, "paris", "edge-1"), "--collector", url]
     with (
+        one_collector(hub, tmp_path, config) as url,
         started_process(
-            nats_collector(hub, port, tmp_path / "data", "c1", config), tmp_path / "c1.log"
+            [*nats_agent(hub, "paris", "edge-1"), "--collector", url], tmp_path / "edge-1.log"
         ),
-        started_process(agent, tmp_path / "edge-1.log"),
     ):
         (run,) = (await wait_until(lambda: _runs_at_least(url, 1), 90, "a failed run"))[:1]
         shot = next(a for a in run["artifacts"] if a["kind"] == "screenshot")
@@ -592,8 +569,6 @@ async def test_an_agent_at_a_remote_site_works_through_the_sites_leaf_node(
     user, whose permissions fence it to its location."""
     server, base = api
     config = checks_config(tmp_path / "c.yaml", base, ["kiosk"], extra=", locations: [lyon]")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     with (
         nats_server(tmp_path, ["lyon", "paris"], leafnodes=True) as hub,
         nats_site(hub, "lyon") as site,
@@ -602,9 +577,7 @@ async def test_an_agent_at_a_remote_site_works_through_the_sites_leaf_node(
         agent[agent.index("--nats") + 1] = site
         del agent[agent.index("--nats-creds") : agent.index("--nats-creds") + 2]
         with (
-            started_process(
-                nats_collector(hub, port, tmp_path / "data", "c1", config), tmp_path / "c1.log"
-            ),
+            one_collector(hub, tmp_path, config) as url,
             started_process([*agent, "--nats-domain", "hub"], tmp_path / "kiosk.log"),
         ):
             runs = await wait_until(lambda: _runs_at_least(url, 2), 60, "runs through the leaf")
@@ -626,12 +599,8 @@ async def test_the_collector_reloads_its_config_and_keeps_the_last_good_one(
 ) -> None:
     server, base = api
     config = checks_config(tmp_path / "checks.yaml", base, ["first"], extra=", locations: [lyon]")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     with (
-        started_process(
-            nats_collector(hub, port, tmp_path / "data", "c1", config), tmp_path / "c1.log"
-        ),
+        one_collector(hub, tmp_path, config) as url,
         started_process(nats_agent(hub, "lyon", "l1"), tmp_path / "l1.log"),
     ):
         await wait_until(lambda: _hit(server, "first"), 60, "the first check to run")

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 import structlog
 from nats.aio.client import Client
@@ -70,10 +71,10 @@ class NatsSink:
         """Store the artifacts, then the result; raises TimeoutError when patience runs out."""
         for artifact in result.artifacts:
             if artifact.name in blobs:
-                await self._retry(
-                    f"artifact {artifact.name}",
-                    lambda a=artifact: self._put(f"{result.run_id}/{a.name}", blobs[a.name]),
+                put = functools.partial(
+                    self._put, f"{result.run_id}/{artifact.name}", blobs[artifact.name]
                 )
+                await self._retry(f"artifact {artifact.name}", put)
         payload = json.dumps(to_dict(result), separators=(",", ":")).encode()
         await self._retry(
             "result",
@@ -90,7 +91,7 @@ class NatsSink:
             self._bucket = await self._js.object_store(c.artifacts_bucket(self._location))
         await self._bucket.put(name, data)
 
-    async def _retry(self, what: str, send) -> None:  # type: ignore[no-untyped-def]
+    async def _retry(self, what: str, send: Callable[[], Awaitable[object]]) -> None:
         deadline = time.monotonic() + self._patience
         backoff = 0.5
         while True:

@@ -24,7 +24,8 @@ MSG_ID = "Nats-Msg-Id"  # JetStream drops a second message with the same id in i
 MAX_JOB_FILES_BYTES = 512 * 1024  # the config travels with each job; NATS' payload cap is 1 MiB
 
 
-LOCATION = re.compile(r"[A-Za-z0-9_-]{1,64}")  # as the config's LocationName
+LOCATION_PATTERN = r"[A-Za-z0-9_-]{1,64}"  # also the config's LocationName
+LOCATION = re.compile(LOCATION_PATTERN)
 
 
 def valid_location(name: str) -> bool:

@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
 
+from probes.bus.contract import LOCATION_PATTERN
 from probes.config.durations import parse_duration
 
 # Editors see what ops write (a string such as 3s), not the float it becomes after load.
@@ -31,7 +32,7 @@ Duration = Annotated[
 LocationName = Annotated[
     str,
     Field(
-        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        pattern=rf"^{LOCATION_PATTERN}$",
         description="letters, digits, _ and -, at most 64 characters (a NATS subject token)",
     ),
 ]
