@@ -160,3 +160,25 @@ async def test_a_collector_open_to_the_network_without_auth_warns_at_start(
 
 async def _logged(path: Path, event: str) -> bool | None:
     return event in await asyncio.to_thread(path.read_text) or None
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "Bearer",
+        "Bearer ",
+        "Basic !!!not-base64!!!",
+        "Basic " + base64.b64encode(b"\xff\xfe:\xff").decode(),
+        "Basic " + base64.b64encode(b"no-colon").decode(),
+        "Token abc",
+        "Bearer " + "x" * 6000,
+    ],
+    ids=["bare", "empty", "bad-base64", "not-utf8", "no-password", "other-scheme", "huge"],
+)
+async def test_a_garbled_authorization_header_is_refused_not_crashed_on(
+    client: TestClient[Any, Any], header: str
+) -> None:
+    response = await client.get("/status", headers={"Authorization": header})
+
+    assert response.status == 401
+    assert "scope read" in await response.text()
