@@ -21,18 +21,28 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 import structlog
 
 from collector.state import CollectorState, SeriesKey, SeriesState
-from probes.result import PAGE_MEASURES, AgentHeartbeat, RunResult, Status, first_line
+from probes.result import (
+    NO_STEP_ERROR_TYPES,
+    PAGE_MEASURES,
+    STEP_ERROR_TYPES,
+    AgentHeartbeat,
+    RunResult,
+    Status,
+    first_line,
+)
 
 log = structlog.get_logger(__name__)
 
 AGENT_STALE_SECONDS = 90.0  # three missed heartbeats at the default 30 s
 SLICE = 200  # series rendered between two yields to the event loop
+K = TypeVar("K", str, tuple[str, str])
 
 
 @dataclass(frozen=True)
@@ -284,18 +294,31 @@ def _pairs(pairs: dict[str, str]) -> str:
     return ",".join(f'{k}="{escape(v)}"' for k, v in pairs.items())
 
 
-def render_series(series: SeriesState) -> dict[str, str]:
-    """Every line of one series, grouped by family name."""
-    result = series.latest
-    base = (
-        f'journey="{escape(result.journey)}",location="{escape(result.location)}",'
-        f'device="{escape(result.device)}"'
-    )
-    lines: dict[str, list[str]] = {}
+class SeriesLines:
+    """Lines of one series by family name, each with the series' own labels first."""
 
-    def add(family: Family, suffix: str, extra: str, value: float) -> None:
-        label_text = "{" + base + extra + "}"
-        lines.setdefault(family.name, []).append(f"{family.name}{suffix}{label_text} {value!r}\n")
+    def __init__(self, result: RunResult) -> None:
+        self.base = (
+            f'journey="{escape(result.journey)}",location="{escape(result.location)}",'
+            f'device="{escape(result.device)}"'
+        )
+        self.lines: dict[str, list[str]] = {}
+
+    def add(self, family: Family, suffix: str, extra: str, value: float) -> None:
+        label_text = "{" + self.base + extra + "}"
+        line = f"{family.name}{suffix}{label_text} {value!r}\n"
+        self.lines.setdefault(family.name, []).append(line)
+
+    def text(self) -> dict[str, str]:
+        return {name: "".join(lines) for name, lines in self.lines.items()}
+
+
+def render_series(series: SeriesState, failures: str | None = None) -> dict[str, str]:
+    """Every line of one series, grouped by family name; ``failures`` is the failure
+    counters' text when the caller kept it from an earlier render (see failure_lines)."""
+    result = series.latest
+    out = SeriesLines(result)
+    add = out.add
 
     for key, (family, read) in JOURNEY_GAUGES.items():
         value = read(result)
@@ -326,17 +349,52 @@ def render_series(series: SeriesState) -> dict[str, str]:
     _browser_lines(result, add)
     add(KIND_INFO, "", _extra(kind=result.kind), 1.0)
     _exchange_lines(result, add)
-    for status, count in sorted(series.runs.items()):
+    for status, count in from_zero(series.runs, RUN_STATUSES):
         add(RUNS, "", _extra(status=status), float(count))
-    for status, count in sorted(series.scheduled.items()):
+    for status, count in from_zero(series.scheduled, RUN_STATUSES):
         add(SCHEDULED, "", _extra(status=status), float(count))
-    for (step_name, error), count in sorted(series.failures.items()):
-        add(FAILURES, "", _extra(step=step_name, error_type=error), float(count))
+    if failures is None:
+        failures = failure_lines(series)
+    out.lines[FAILURES.name] = [failures]
     for bound, count in series.durations.cumulative():
         add(DURATIONS, "_bucket", _extra(le=bound), float(count))
     add(DURATIONS, "_sum", "", series.durations.total)
     add(DURATIONS, "_count", "", float(series.durations.count))
-    return {name: "".join(text) for name, text in lines.items()}
+    return out.text()
+
+
+def failure_lines(series: SeriesState) -> str:
+    """The failure counters, every (step, error type) the kind can fail with from 0: a
+    block that changes only with a failure or a new set of steps, so the renderer keeps
+    it (``failure_key``) rather than rewrite its fifty-odd lines on every run."""
+    out = SeriesLines(series.latest)
+    for (step_name, error), count in from_zero(series.failures, failure_grid(series.latest)):
+        out.add(FAILURES, "", _extra(step=step_name, error_type=error), float(count))
+    return out.text().get(FAILURES.name, "")
+
+
+def failure_key(series: SeriesState) -> tuple[object, ...]:
+    """What failure_lines depends on."""
+    latest = series.latest
+    return (series.failures_version, latest.kind, *(step.name for step in latest.steps))
+
+
+RUN_STATUSES = (Status.PASSED.value, Status.DEGRADED.value, Status.FAILED.value)
+
+
+def from_zero(counts: Mapping[K, int], expected: Iterable[K]) -> list[tuple[K, int]]:
+    """Every expected key, at 0 until counted, then any other counted key, sorted. A counter
+    whose first sample is already 1 hides that first increase from ``increase()``: the
+    dashboard's failure counts and the availability came out short and fractional."""
+    return sorted({**dict.fromkeys(expected, 0), **counts}.items())
+
+
+def failure_grid(result: RunResult) -> list[tuple[str, str]]:
+    """(step, error type) pairs the latest run's steps can fail with, by its kind; a kind
+    the contract does not list (a newer agent's) gets its counters as failures come."""
+    errors = STEP_ERROR_TYPES.get(result.kind, ())
+    grid = [(step.name, error.value) for step in result.steps for error in errors]
+    return grid + [("", error.value) for error in NO_STEP_ERROR_TYPES]
 
 
 def _browser_lines(result: RunResult, add: Callable[[Family, str, str, float], None]) -> None:
@@ -411,6 +469,7 @@ class MetricsRenderer:
 
     def __init__(self) -> None:
         self._cache: dict[SeriesKey, tuple[int, dict[str, str]]] = {}
+        self._failures: dict[SeriesKey, tuple[tuple[object, ...], str]] = {}
 
     async def render(self, state: CollectorState, now: float | None = None) -> str:
         """The journey and agent families; yields to the loop between slices of series."""
@@ -420,7 +479,8 @@ class MetricsRenderer:
             cached = self._cache.get(key)
             if cached is None or cached[0] != series.version:
                 try:
-                    cached = (series.version, render_series(series))
+                    lines = render_series(series, self._failure_text(key, series))
+                    cached = (series.version, lines)
                 except Exception as exc:  # noqa: BLE001 - one series never takes /metrics down
                     log.error("series_render_failed", series=ascii(key)[:300], error=repr(exc))
                     continue
@@ -431,6 +491,7 @@ class MetricsRenderer:
                 await asyncio.sleep(0)
         for gone in self._cache.keys() - state.series.keys():
             del self._cache[gone]
+            self._failures.pop(gone, None)
         body = "".join(
             family.header() + "".join(fragments[family.name])
             for family in SERIES_FAMILIES
@@ -438,3 +499,11 @@ class MetricsRenderer:
         )
         agents = [(seen.heartbeat, seen.received_at) for seen in state.agents.values()]
         return body + render_agents(agents, time.time() if now is None else now)
+
+    def _failure_text(self, key: SeriesKey, series: SeriesState) -> str:
+        """The series' failure counters, rewritten only when they or its steps changed."""
+        wanted = failure_key(series)
+        kept = self._failures.get(key)
+        if kept is None or kept[0] != wanted:
+            kept = self._failures[key] = (wanted, failure_lines(series))
+        return kept[1]

@@ -352,6 +352,34 @@ class ErrorType(enum.StrEnum):
     AGENT_ERROR = "agent_error"  # Parcours itself failed (a bug), not the site or the browser
 
 
+# What a step of each kind can fail with, so that the collector exports each failure
+# counter at 0 before its first failure (``increase()`` misses a series' first sample).
+# Any kind's first step also takes what stops a run (a timeout, Parcours' own error, a
+# config the agent cannot resolve); a run failed by its budgets alone has no step ("").
+_RUN_STOPPERS = (ErrorType.TIMEOUT, ErrorType.AGENT_ERROR, ErrorType.CONFIG_ERROR)
+_NETWORK = (
+    ErrorType.DNS_ERROR,
+    ErrorType.CONNECTION_ERROR,
+    ErrorType.TLS_ERROR,
+    ErrorType.ASSERTION_FAILED,
+)
+STEP_ERROR_TYPES: dict[str, tuple[ErrorType, ...]] = {
+    "browser": (
+        *_RUN_STOPPERS,
+        ErrorType.ELEMENT_NOT_FOUND,
+        ErrorType.AMBIGUOUS_LOCATOR,
+        ErrorType.ASSERTION_FAILED,
+        ErrorType.HTTP_ERROR,
+        ErrorType.NAVIGATION_ERROR,
+        ErrorType.JS_ERROR,
+        ErrorType.BROWSER_ERROR,
+    ),
+    "http": (*_RUN_STOPPERS, *_NETWORK, ErrorType.HTTP_ERROR),
+    "tcp": (*_RUN_STOPPERS, *_NETWORK),
+}
+NO_STEP_ERROR_TYPES = (ErrorType.BUDGET_EXCEEDED,)  # the step label "" of a budget failure
+
+
 class Status(enum.StrEnum):
     """Outcome of a run or step: degraded means slow (a warn budget), not broken."""
 

@@ -297,9 +297,11 @@ async def webhook_server() -> AsyncIterator[tuple[Webhook, str]]:
         await runner.cleanup()
 
 
-async def promql(prometheus_url: str, query: str) -> list[dict[str, Any]]:
-    """Instant query; the result vector (empty when nothing matches)."""
-    url = f"{prometheus_url}/api/v1/query?{urllib.parse.urlencode({'query': query})}"
+async def promql(prometheus_url: str, query: str, at: float | None = None) -> list[dict[str, Any]]:
+    """Instant query (now, or at the Unix time ``at``); the result vector (empty when
+    nothing matches)."""
+    params = {"query": query} | ({} if at is None else {"time": f"{at:.3f}"})
+    url = f"{prometheus_url}/api/v1/query?{urllib.parse.urlencode(params)}"
     status, body = await aget(url)
     assert status == 200, f"query {query!r} failed: {status} {body}"
     data: dict[str, Any] = json.loads(body)["data"]

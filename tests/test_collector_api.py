@@ -68,6 +68,42 @@ async def test_a_result_shows_up_in_metrics(client: TestClient[Any, Any]) -> Non
     assert value(found, "parcours_journey_duration_seconds_bucket", **SERIES, le="2.0") == 0.0
 
 
+async def test_failure_counters_start_at_zero_before_the_first_failure(
+    client: TestClient[Any, Any],
+) -> None:
+    """Prometheus' increase() cannot see the first sample of a series: a failure counter
+    that appeared at 1 made the dashboard miss every series' first failure."""
+    await client.post("/api/v1/results", json=to_dict(result()))
+
+    found = await samples(client)
+    failures = {
+        dict(labels)["step"] + "/" + dict(labels)["error_type"]: count
+        for (name, labels), count in found.items()
+        if name == "parcours_journey_failures_total"
+    }
+    assert set(failures.values()) == {0.0}
+    for step in ("home", "buy"):
+        for error in ("element_not_found", "http_error", "timeout", "navigation_error"):
+            assert f"{step}/{error}" in failures
+    assert "/budget_exceeded" in failures  # a run failed by its budgets alone has no step
+    assert "home/dns_error" not in failures  # a browser step fails with no DNS error
+    for status in ("passed", "degraded", "failed"):
+        assert value(found, "parcours_journey_runs_total", **SERIES, status=status) is not None
+        assert value(found, "parcours_journey_scheduled_runs_total", **SERIES, status=status) in (
+            0.0,
+            1.0,
+        )
+
+    await client.post("/api/v1/results", json=to_dict(failed("f1", 2000.0)))
+
+    found = await samples(client)
+    counted = value(
+        found, "parcours_journey_failures_total", **SERIES, step="buy", error_type="http_error"
+    )
+    assert counted == 1.0
+    assert value(found, "parcours_journey_runs_total", **SERIES, status="failed") == 1.0
+
+
 async def test_a_repeated_run_id_is_accepted_once(client: TestClient[Any, Any]) -> None:
     first = await client.post("/api/v1/results", json=to_dict(result()))
     again = await client.post("/api/v1/results", json=[to_dict(result()), to_dict(result("r2"))])
@@ -430,7 +466,7 @@ async def test_a_restarted_collector_carries_on_where_each_journey_stood(
         assert value(found, "parcours_journey_consecutive_failures", **SERIES) == 2.0
         assert value(found, "parcours_journey_success", **SERIES) == 0.0
         # Counters restart from 0 like after any restart: nothing is counted twice.
-        assert value(found, "parcours_journey_runs_total", **SERIES, status="failed") is None
+        assert value(found, "parcours_journey_runs_total", **SERIES, status="failed") == 0.0
         await restarted.post("/api/v1/results", json=to_dict(failed("f3", now + 180)))
         found = await samples(restarted)
         assert value(found, "parcours_journey_consecutive_failures", **SERIES) == 3.0

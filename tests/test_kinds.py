@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from collector.app import CollectorSettings, create_app
 from probes.config.document import json_schema
 from probes.kinds import KINDS
-from probes.result import to_dict
+from probes.result import STEP_ERROR_TYPES, to_dict
 from probes.runners.dispatch import runner_for
 from tests.documents import sample_of
 
@@ -40,6 +40,14 @@ def test_each_kind_has_its_settings_in_the_json_schema(kind: str) -> None:
 
     assert model.__name__ in schema["$defs"]  # type: ignore[operator]
     assert "kind" in model.model_fields
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_each_kind_says_what_its_steps_fail_with_so_failure_counters_start_at_zero(
+    kind: str,
+) -> None:
+    assert "timeout" in STEP_ERROR_TYPES[kind]
+    assert "agent_error" in STEP_ERROR_TYPES[kind]
 
 
 @pytest.mark.parametrize("kind", list(KINDS))

@@ -14,6 +14,7 @@ import pytest
 
 from probes.demo_shop.server import RunningShop
 from tests.services import aget, chromium_with_marker, parcours_run, prometheus, promql, wait_until
+from tests.test_dashboards import ROOT, fill, load
 
 pytestmark = pytest.mark.slow
 INTERVAL = 3.0
@@ -97,6 +98,20 @@ async def test_prometheus_scrapes_journey_health_and_sees_a_fault_within_two_int
             await wait_until(failing, 2 * INTERVAL + 10, "the fault to show in Prometheus")
             seen_after = time.monotonic() - broken_at
 
+            async def failed_twice() -> bool:
+                return (await one_value(prom, failure) or 0) >= 2
+
+            await wait_until(failed_twice, 4 * INTERVAL + 20, "a second failed run")
+            # The dashboard's table counts every failed run, the series' first one included:
+            # the counter was exported at 0 before it, so increase() sees it.
+            at = time.time() - 2  # both queries read the same samples
+            panel = fill(failures_panel_expr().replace("$__range", "1h"))
+            table = {
+                (row["metric"]["step"], row["metric"]["error_type"]): float(row["value"][1])
+                for row in await promql(prom, panel, at)
+            }
+            counted = await promql(prom, failure, at)
+
     # From the end of the run (as the run itself recorded it) to Prometheus showing it: one
     # scrape (1 s) and our polling. The time before the first run (Chromium's launch, slow
     # on a busy machine) is the agent's, not the pipeline's; it is only bounded above.
@@ -104,6 +119,17 @@ async def test_prometheus_scrapes_journey_health_and_sees_a_fault_within_two_int
     lag = seen_at - (ran_at + duration)
     assert lag <= 5, (lag, first_seen)
     assert seen_after <= 2 * INTERVAL + 3, seen_after
+    assert table == {("place order", "http_error"): float(counted[0]["value"][1])}, counted
+
+
+def failures_panel_expr() -> str:
+    (panel,) = [
+        panel
+        for panel in load(ROOT / "grafana" / "dashboards" / "parcours-journey.json")["panels"]
+        if panel["title"].startswith("Failures by step and error type")
+    ]
+    expr: str = panel["targets"][0]["expr"]
+    return expr
 
 
 async def test_sighup_reloads_and_sigterm_leaves_no_chromium_behind(
