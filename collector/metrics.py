@@ -20,10 +20,12 @@ scrape. The collector's own counters still use prometheus-client.
 from __future__ import annotations
 
 import asyncio
+import functools
+import operator
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 import structlog
 
@@ -287,35 +289,91 @@ def labels(**pairs: str) -> str:
 
 def _extra(**pairs: str) -> str:
     """``,a="x",b="y"``: labels to add after a series' own, every value escaped."""
-    return "," + _pairs(pairs)
+    return _extra_text(tuple(pairs.items()))
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _extra_text(pairs: tuple[tuple[str, str], ...]) -> str:
+    """The same few step names and measures come back in every series: escaped once."""
+    return "," + ",".join(f'{k}="{escape(v)}"' for k, v in pairs)
 
 
 def _pairs(pairs: dict[str, str]) -> str:
     return ",".join(f'{k}="{escape(v)}"' for k, v in pairs.items())
 
 
+Shape = tuple[tuple[str, str, str], ...]  # (family, suffix, extra labels) of each value
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where each value of one series goes: a %-template per family, built once for a
+    shape. A series keeps its shape from run to run (same steps, same pages), so a scrape
+    after every series changed formats values into kept templates, one call per family,
+    instead of building each line's label text again."""
+
+    shape: Shape
+    families: tuple[tuple[str, str, Callable[[list[float]], tuple[float, ...]]], ...]
+
+    @classmethod
+    def of(cls, shape: Shape, base: str) -> Layout:
+        by_family: dict[str, list[int]] = {}
+        for index, (name, _, _) in enumerate(shape):
+            by_family.setdefault(name, []).append(index)
+        families = []
+        for name, indices in by_family.items():
+            template = "".join(
+                # A % in a label value (a journey named "50% off") must stay a character.
+                f"{name}{shape[i][1]}{{{base}{shape[i][2]}}}".replace("%", "%%") + " %r\n"
+                for i in indices
+            )
+            families.append((name, template, _picker(indices)))
+        return cls(shape, tuple(families))
+
+    def render(self, values: list[float]) -> dict[str, str]:
+        return {name: template % pick(values) for name, template, pick in self.families}
+
+
+def _picker(indices: list[int]) -> Callable[[list[float]], tuple[float, ...]]:
+    if len(indices) == 1:
+        only = indices[0]
+        return lambda values: (values[only],)
+    return operator.itemgetter(*indices)
+
+
 class SeriesLines:
-    """Lines of one series by family name, each with the series' own labels first."""
+    """The values of one series in the order they are added, and their shape."""
 
     def __init__(self, result: RunResult) -> None:
         self.base = (
             f'journey="{escape(result.journey)}",location="{escape(result.location)}",'
             f'device="{escape(result.device)}"'
         )
-        self.lines: dict[str, list[str]] = {}
+        self.shape: list[tuple[str, str, str]] = []
+        self.values: list[float] = []
 
     def add(self, family: Family, suffix: str, extra: str, value: float) -> None:
-        label_text = "{" + self.base + extra + "}"
-        line = f"{family.name}{suffix}{label_text} {value!r}\n"
-        self.lines.setdefault(family.name, []).append(line)
+        self.shape.append((family.name, suffix, extra))
+        self.values.append(value)
 
-    def text(self) -> dict[str, str]:
-        return {name: "".join(lines) for name, lines in self.lines.items()}
+    def text(self, layout: Layout | None = None) -> tuple[dict[str, str], Layout]:
+        """Lines by family name, through ``layout`` when the shape is still the same."""
+        shape = tuple(self.shape)
+        if layout is None or layout.shape != shape:
+            layout = Layout.of(shape, self.base)
+        return layout.render(self.values), layout
 
 
-def render_series(series: SeriesState, failures: str | None = None) -> dict[str, str]:
-    """Every line of one series, grouped by family name; ``failures`` is the failure
-    counters' text when the caller kept it from an earlier render (see failure_lines)."""
+class Rendered(NamedTuple):
+    text: dict[str, str]  # lines by family name
+    layout: Layout
+
+
+def render_series(
+    series: SeriesState, failures: str | None = None, layout: Layout | None = None
+) -> Rendered:
+    """Every line of one series, grouped by family name. ``failures`` is the failure
+    counters' text and ``layout`` the series' last layout, when the caller kept them."""
     result = series.latest
     out = SeriesLines(result)
     add = out.add
@@ -353,14 +411,15 @@ def render_series(series: SeriesState, failures: str | None = None) -> dict[str,
         add(RUNS, "", _extra(status=status), float(count))
     for status, count in from_zero(series.scheduled, RUN_STATUSES):
         add(SCHEDULED, "", _extra(status=status), float(count))
-    if failures is None:
-        failures = failure_lines(series)
-    out.lines[FAILURES.name] = [failures]
     for bound, count in series.durations.cumulative():
         add(DURATIONS, "_bucket", _extra(le=bound), float(count))
     add(DURATIONS, "_sum", "", series.durations.total)
     add(DURATIONS, "_count", "", float(series.durations.count))
-    return out.text()
+    text, layout = out.text(layout)
+    failures = failure_lines(series) if failures is None else failures
+    if failures:
+        text[FAILURES.name] = failures
+    return Rendered(text, layout)
 
 
 def failure_lines(series: SeriesState) -> str:
@@ -370,7 +429,7 @@ def failure_lines(series: SeriesState) -> str:
     out = SeriesLines(series.latest)
     for (step_name, error), count in from_zero(series.failures, failure_grid(series.latest)):
         out.add(FAILURES, "", _extra(step=step_name, error_type=error), float(count))
-    return out.text().get(FAILURES.name, "")
+    return out.text()[0].get(FAILURES.name, "")
 
 
 def failure_key(series: SeriesState) -> tuple[object, ...]:
@@ -468,7 +527,7 @@ class MetricsRenderer:
     """Renders the state as exposition text, reusing each unchanged series' lines."""
 
     def __init__(self) -> None:
-        self._cache: dict[SeriesKey, tuple[int, dict[str, str]]] = {}
+        self._cache: dict[SeriesKey, tuple[int, Rendered]] = {}
         self._failures: dict[SeriesKey, tuple[tuple[object, ...], str]] = {}
 
     async def render(self, state: CollectorState, now: float | None = None) -> str:
@@ -479,13 +538,14 @@ class MetricsRenderer:
             cached = self._cache.get(key)
             if cached is None or cached[0] != series.version:
                 try:
-                    lines = render_series(series, self._failure_text(key, series))
-                    cached = (series.version, lines)
+                    failures = self._failure_text(key, series)
+                    layout = cached[1].layout if cached is not None else None
+                    cached = (series.version, render_series(series, failures, layout))
                 except Exception as exc:  # noqa: BLE001 - one series never takes /metrics down
                     log.error("series_render_failed", series=ascii(key)[:300], error=repr(exc))
                     continue
                 self._cache[key] = cached
-            for name, text in cached[1].items():
+            for name, text in cached[1].text.items():
                 fragments[name].append(text)
             if index % SLICE == SLICE - 1:
                 await asyncio.sleep(0)

@@ -325,7 +325,7 @@ async def test_quoted_and_escaped_names_are_exported_escaped_and_prometheus_stay
     stack: tuple[str, str, Path],
 ) -> None:
     collector, prom, _ = stack
-    name = 'chec"k\\out'
+    name = 'chec"k\\out 50%s %% off'  # a % must not be read as a format directive
     tricky = now_result(
         "tricky1",
         journey=name,
