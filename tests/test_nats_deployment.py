@@ -432,6 +432,38 @@ async def test_a_result_claiming_another_location_than_its_subject_is_refused_an
         await paris.close()
 
 
+async def test_a_job_for_another_location_in_a_queue_is_refused_not_run_nor_counted_missed(
+    hub: NatsHub, api: tuple[CountingApi, str], tmp_path: Path
+) -> None:
+    server, base = api
+    config = checks_config(tmp_path / "checks.yaml", base, ["home"], extra=", locations: [paris]")
+    admin = await nats.connect(
+        hub.url, nkeys_seed=hub.creds["collector"], inbox_prefix=c.COLLECTOR_INBOX.encode()
+    )
+    stray = c.Job(
+        "stray", "none", "lyon", time.time(), time.time() + 600, "x", (("c.yaml", "checks: []"),)
+    )
+    try:
+        with one_collector(hub, tmp_path, config) as url:
+            await wait_until(lambda: _jobs_waiting(admin, "paris"), 30, "paris' queue")
+            await admin.jetstream().publish(c.jobs_subject("paris"), stray.to_bytes(), timeout=5)
+            log = tmp_path / "p1.log"
+            with started_process(nats_agent(hub, "paris", "p1"), log):
+                await wait_until(
+                    lambda: _logged(log, "a job for another location"), 60, "the stray refused"
+                )
+                await wait_until(lambda: _hit(server, "home"), 60, "paris' own check running")
+                missed = 'parcours_agent_missed_runs_total{agent="p1",location="paris"} 0.0'
+                await wait_until(lambda: _contains(url, missed), 60, "the agent's heartbeat")
+            assert "stray" not in {r["journey"] for r in await all_runs(url)}
+    finally:
+        await admin.close()
+
+
+async def _logged(log: Path, text: str) -> bool | None:
+    return text in await asyncio.to_thread(log.read_text, errors="replace") or None
+
+
 async def _contains(url: str, line: str) -> bool | None:
     return line in await metrics(url) or None
 

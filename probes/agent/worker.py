@@ -221,7 +221,18 @@ class NatsAgent:
                 await message.term()
                 return
             now = time.time()
-            if now > job.deadline or job.location != self.settings.location:
+            if job.location != self.settings.location:
+                # Only a publisher outside the permissions puts one here: not a missed run.
+                log.error(
+                    "job_refused",
+                    job=job.message_id,
+                    error="a job for another location",
+                    job_location=job.location,
+                    queue=self.settings.location,
+                )
+                await message.term()
+                return
+            if now > job.deadline:
                 self.stats.missed_runs += 1
                 log.warning(
                     "run_missed",
