@@ -1,9 +1,12 @@
 """Capacity: the highest rate of demo checkouts a minute this machine sustains.
 
-Sustained means, over a two-minute window after the first interval: no run skipped or
-missed by the scheduler, no run failed, every scheduled run done, and every step's
-median time within 10 % of the same step on the idle machine. The idle figures are
-taken first in the same script (five checkouts one after the other on a warm browser),
+Sustained means, over a window after the first interval: no run skipped or missed by
+the scheduler, no run failed, every scheduled run done, and the journey's step time (the
+sum of its steps, what the customer waits for; median over the window's runs) within
+10 % of the idle machine's. Each step's own median is reported beside it; steps of a few
+tens of milliseconds (ticking a radio button) swing more than 10 % on an idle machine
+too, so they are shown, not judged. The idle figures are taken first in the same script
+(fifteen checkouts one after the other on a warm browser),
 then the rate climbs (copies of the demo checkout every 30 s on one agent, two browser
 slots as on a 2-core machine) until a level fails; the rate before it is the capacity.
 Desktop first, then the mobile profile. The shop runs in its own process
@@ -13,7 +16,7 @@ the agent is this process, as `parcours run` would be.
 Target: at least 57 runs a minute (three times Elastic's published 57 monitors every
 3 minutes for a 2-CPU private agent).
 
-    .venv/bin/python -m bench.capacity [--window 120] [--rates 16 24 32 40 48 56]
+    .venv/bin/python -m bench.capacity [--window 90] [--rates 4 8 12 16 20 24 32 40 48 56]
 """
 
 from __future__ import annotations
@@ -44,7 +47,8 @@ from tests.services import free_port, http_get, started_process, wait_until
 
 INTERVAL = 30
 TOLERANCE = 1.10  # a step's median may be 10 % slower than on the idle machine
-IDLE_RUNS = 5
+IDLE_RUNS = 15
+RATES = [4, 8, 12, 16, 20, 24, 32, 40, 48, 56]  # runs a minute, even: 30 s interval
 
 
 class Recorder:
@@ -88,8 +92,15 @@ def step_times(results: list[RunResult]) -> dict[str, list[float]]:
     return times
 
 
-async def idle(device: str, shop_url: str) -> dict[str, float]:
-    """Median time of each step with nothing else running, on a warm browser."""
+def journey_step_time(results: list[RunResult]) -> float:
+    """Median over runs of the time a run spent in its journey's steps (clean-up aside)."""
+    return statistics.median(
+        sum(s.duration_seconds for s in r.steps if s.status is Status.PASSED) for r in results
+    )
+
+
+async def idle(device: str, shop_url: str) -> tuple[float, dict[str, float]]:
+    """Median step time of the journey and of each step with nothing else running."""
     config = load_config_text(checkout_only(device, 1, shop_url), env={})
     results = []
     async with BrowserManager() as browsers:
@@ -100,11 +111,12 @@ async def idle(device: str, shop_url: str) -> dict[str, float]:
             )
     failed = [r.error_message for r in results if not r.success]
     assert not failed, failed
-    return {step: statistics.median(v) for step, v in step_times(results).items()}
+    steps = {step: statistics.median(v) for step, v in step_times(results).items()}
+    return journey_step_time(results), steps
 
 
 async def level(
-    device: str, rate: int, window: float, shop_url: str, idle_steps: dict[str, float]
+    device: str, rate: int, window: float, shop_url: str, idle: tuple[float, dict[str, float]]
 ) -> dict[str, object]:
     """Run ``rate`` checkouts a minute for one interval plus ``window`` seconds."""
     copies = rate * INTERVAL // 60
@@ -128,17 +140,19 @@ async def level(
     in_window = [r for r in counted if r.started_at < started + INTERVAL + window]
     expected = copies * int(window // INTERVAL)
     failed = [r for r in in_window if not r.success]
+    idle_journey, idle_steps = idle
     medians = {step: statistics.median(v) for step, v in step_times(in_window).items()}
     ratios = {
         step: round(medians[step] / idle_steps[step], 3) for step in medians if step in idle_steps
     }
-    worst = max(ratios.values()) if ratios else float("inf")
+    passed = [r for r in in_window if r.success]
+    ratio = journey_step_time(passed) / idle_journey if passed else float("inf")
     sustained = (
         stats.skipped_runs == 0
         and stats.missed_runs == 0
         and not failed
         and len(in_window) >= expected
-        and worst <= TOLERANCE
+        and ratio <= TOLERANCE
     )
     children = (cpu_after.children_user + cpu_after.children_system) - (
         cpu_before.children_user + cpu_before.children_system
@@ -153,8 +167,8 @@ async def level(
         "failures": sorted({str(r.error_message)[:160] for r in failed})[:3],
         "skipped": stats.skipped_runs,
         "missed": stats.missed_runs,
+        "journey_step_time_vs_idle": round(ratio, 3),
         "step_median_vs_idle": ratios,
-        "worst_step_ratio": worst,
         "sustained": sustained,
         "agent_cpu_seconds": round(
             (cpu_after.user + cpu_after.system) - (cpu_before.user + cpu_before.system), 1
@@ -165,15 +179,15 @@ async def level(
 
 
 async def ladder(device: str, rates: list[int], window: float, shop_url: str) -> dict[str, object]:
-    idle_steps = await idle(device, shop_url)
-    print(f"{device}: idle step medians {idle_steps}", file=sys.stderr, flush=True)
+    baseline = await idle(device, shop_url)
+    print(f"{device}: idle step time {baseline}", file=sys.stderr, flush=True)
     levels, capacity = [], 0
     for rate in rates:
-        found = await level(device, rate, window, shop_url, idle_steps)
+        found = await level(device, rate, window, shop_url, baseline)
         levels.append(found)
         print(
-            f"{device} {rate}/min: sustained={found['sustained']} worst step "
-            f"{found['worst_step_ratio']}x idle, {found['runs_in_window']}/"
+            f"{device} {rate}/min: sustained={found['sustained']} step time "
+            f"{found['journey_step_time_vs_idle']}x idle, {found['runs_in_window']}/"
             f"{found['expected_in_window']} runs, {found['failed']} failed, "
             f"{found['skipped']} skipped",
             file=sys.stderr,
@@ -182,7 +196,12 @@ async def ladder(device: str, rates: list[int], window: float, shop_url: str) ->
         if not found["sustained"]:
             break
         capacity = rate
-    return {"idle_step_medians": idle_steps, "levels": levels, "capacity_runs_per_minute": capacity}
+    return {
+        "idle_journey_step_seconds": baseline[0],
+        "idle_step_medians": baseline[1],
+        "levels": levels,
+        "capacity_runs_per_minute": capacity,
+    }
 
 
 async def main(window: float, rates: list[int], devices: list[str]) -> None:
@@ -225,8 +244,8 @@ async def main(window: float, rates: list[int], devices: list[str]) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--window", type=float, default=120.0)
-    parser.add_argument("--rates", type=int, nargs="+", default=[16, 24, 32, 40, 48, 56])
+    parser.add_argument("--window", type=float, default=90.0)
+    parser.add_argument("--rates", type=int, nargs="+", default=RATES)
     parser.add_argument("--devices", nargs="+", default=["desktop", "mobile"])
     options = parser.parse_args()
     configure_logging("error")
