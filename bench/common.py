@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import statistics
 import time
@@ -44,3 +45,23 @@ def _cpus() -> int:
     import os
 
     return len(os.sched_getaffinity(0))
+
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User and system time of a process and of the children it has reaped (Chromium's
+    closed renderers count in its browser process); 0 for a process already gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return sum(int(value) for value in fields[11:15]) / TICKS
+
+
+def tree_cpu_seconds(root: int | None = None) -> float:
+    """CPU seconds so far of a process (this one by default) and all its descendants."""
+    from tests.services import descendants
+
+    return sum(process_cpu_seconds(pid) for pid in descendants(root or os.getpid()))

@@ -4,7 +4,9 @@ A run's own overhead is its wall time minus the time its steps took: context
 creation, DevTools set-up (network and CPU emulation included), the final
 settle, and closing. Measured for the demo journey on an unthrottled desktop
 (the baseline) and under emulation and throttling, interleaved run by run in
-one Chromium.
+one Chromium; beside it, the CPU seconds each run costs the whole process tree (this
+process with the demo shop, Playwright's driver, Chromium), which is what bounds how
+many runs a machine takes.
 
     .venv/bin/python -m bench.emulation_overhead [--runs 20]
 """
@@ -15,7 +17,7 @@ import argparse
 import asyncio
 import statistics
 
-from bench.common import write
+from bench.common import tree_cpu_seconds, write
 from probes.browser import BrowserManager
 from probes.config import load_config_text
 from probes.demo_shop.server import demo_journey_text, start_demo_shop
@@ -49,13 +51,17 @@ async def main(runs: int) -> None:
         specs[label] = load_config_text(variant, variables=shop.variables, env={})
     overhead: dict[str, list[float]] = {label: [] for label in PROFILES}
     page_time: dict[str, list[float]] = {label: [] for label in PROFILES}
+    cpu_used: dict[str, list[float]] = {label: [] for label in PROFILES}
     async with BrowserManager() as browsers:
         for index in range(runs + 2):
             for label, (device, _, _) in PROFILES.items():
                 config = specs[label]
+                before = await asyncio.to_thread(tree_cpu_seconds)
                 result = await run(config.journeys[0], browsers, RunRequest(device), config.masker)
+                used = await asyncio.to_thread(tree_cpu_seconds) - before
                 assert result.success, result.error_message
                 if index >= 2:  # two warm-up rounds
+                    cpu_used[label].append(used)
                     overhead[label].append(own_overhead(result))
                     page_time[label].append(result.duration_seconds - own_overhead(result))
     await shop.stop()
@@ -70,6 +76,7 @@ async def main(runs: int) -> None:
                     "own_overhead_median": round(statistics.median(overhead[label]), 4),
                     "added_vs_baseline": round(statistics.median(overhead[label]) - baseline, 4),
                     "step_time_median": round(statistics.median(page_time[label]), 3),
+                    "cpu_seconds_per_run_median": round(statistics.median(cpu_used[label]), 3),
                 }
                 for label in PROFILES
             },

@@ -28,7 +28,7 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from bench.common import write
+from bench.common import process_cpu_seconds, write
 from probes.browser import DRIVER_NODE_OPTIONS, LAUNCH_ARGS
 from probes.demo_shop.server import start_demo_shop
 from tests.services import descendants
@@ -57,7 +57,6 @@ VARIANTS: dict[str, Variant] = {
 }
 RUNS = 3  # demo checkouts on mobile between the two measures: their CPU and wall time too
 MEMORY = ("launched", "ran")
-TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def pss(pid: int) -> int:
@@ -95,23 +94,13 @@ def role(pid: int, root: int) -> str:
     return "chromium browser"
 
 
-def cpu_seconds(pid: int) -> float:
-    """User and system time of a process and of its children it has reaped (Chromium's
-    closed renderers are counted in its browser process)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return sum(int(value) for value in fields[11:15]) / TICKS
-
-
 def tree(root: int) -> tuple[dict[str, float], dict[str, float]]:
     """PSS in MiB and CPU seconds so far, by role."""
     memory: dict[str, float] = defaultdict(float)
     cpu: dict[str, float] = defaultdict(float)
     for pid in descendants(root):
         memory[role(pid, root)] += pss(pid) / MIB
-        cpu[role(pid, root)] += cpu_seconds(pid)
+        cpu[role(pid, root)] += process_cpu_seconds(pid)
     return dict(memory), dict(cpu)
 
 

@@ -17,15 +17,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import re
 import time
-from pathlib import Path
 
 from playwright.async_api import Browser, expect
 from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 
-from bench.common import summary, write
+from bench.common import summary, tree_cpu_seconds, write
 from probes.browser import BrowserManager
 from probes.config import load_config_text
 from probes.demo_shop.server import demo_journey_text, start_demo_shop
@@ -33,7 +31,6 @@ from probes.devices import BUILTIN_PROFILES
 from probes.logs import configure_logging
 from probes.runners.journey import run
 from probes.runners.outcome import RunRequest
-from tests.services import descendants
 
 
 async def hand_written(browser: Browser, url: str) -> None:
@@ -68,21 +65,6 @@ async def hand_written(browser: Browser, url: str) -> None:
         await context.close()
 
 
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def tree_cpu() -> float:
-    """CPU seconds so far of this process and its descendants, reaped children included."""
-    total = 0.0
-    for pid in descendants(os.getpid()):
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # ended between the listing and the read: its parent counts it
-        total += sum(int(value) for value in fields[11:15]) / TICKS
-    return total
-
-
 async def main(runs: int, warmup: int) -> None:
     shop = await start_demo_shop()
     config = load_config_text(demo_journey_text(), variables=shop.variables, env={})
@@ -93,11 +75,11 @@ async def main(runs: int, warmup: int) -> None:
         parcours: list[float] = []
         cpu: dict[str, list[float]] = {"hand_written": [], "parcours": []}
         for index in range(warmup + runs):
-            start, start_cpu = time.perf_counter(), await asyncio.to_thread(tree_cpu)
+            start, start_cpu = time.perf_counter(), await asyncio.to_thread(tree_cpu_seconds)
             await hand_written(browser, shop.url)
-            middle, middle_cpu = time.perf_counter(), await asyncio.to_thread(tree_cpu)
+            middle, middle_cpu = time.perf_counter(), await asyncio.to_thread(tree_cpu_seconds)
             result = await run(journey, browsers, RunRequest("desktop"), config.masker)
-            end, end_cpu = time.perf_counter(), await asyncio.to_thread(tree_cpu)
+            end, end_cpu = time.perf_counter(), await asyncio.to_thread(tree_cpu_seconds)
             assert result.success, result.error_message
             if index >= warmup:
                 baseline.append(middle - start)
