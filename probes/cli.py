@@ -24,6 +24,7 @@ from probes.result import RunResult, Status, to_dict
 
 if TYPE_CHECKING:
     from probes.agent.agent import AgentSettings
+    from probes.browser import BrowserManager
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_CONFIG, EXIT_NO_BROWSER = 0, 1, 2, 3
 EXIT_USAGE = 2  # as argparse exits on a usage error
@@ -529,27 +530,38 @@ def _cmd_test(args: argparse.Namespace) -> int:
 
 async def _test(args: argparse.Namespace) -> _TableReporter:
     from probes.browser import BrowserManager
-    from probes.demo_shop.server import AS_VISITED, demo_journey_text, start_demo_shop
-    from probes.runners.dispatch import run_attempts
-    from probes.runners.outcome import RunRequest
 
+    browsers = BrowserManager()
+    # Playwright's driver and Chromium start while the rest is imported and the config
+    # loads: most of what `parcours test` spent outside its journeys. A launch that fails
+    # here is tried again, and reported, by the first browser check; checks of other kinds
+    # never wait for it.
+    warming = asyncio.create_task(_warm(browsers))
     shop = None
-    if args.paths:
-        config = load_config(args.paths)
-    else:
-        shop = await start_demo_shop(faults=AS_VISITED)
-        config = load_config_text(demo_journey_text(), "<demo journey>", variables=shop.variables)
-    args.scrubber.masker = config.masker
-    journeys = [j for j in config.journeys if not args.journey or j.name in args.journey]
-    if args.journey and not journeys:
-        names = ", ".join(j.name for j in config.journeys)
-        raise ConfigError([_unknown("journey", args.journey, names)])
-    if args.device and not any(d in args.device for j in journeys for d in j.devices):
-        devices = ", ".join(sorted({d for j in journeys for d in j.devices}))
-        raise ConfigError([_unknown("device", args.device, devices)])
-    table = _TableReporter(args.artifacts)
     try:
-        async with BrowserManager() as browsers:
+        from probes.demo_shop.server import AS_VISITED, demo_journey_text, start_demo_shop
+        from probes.runners.dispatch import run_attempts
+        from probes.runners.outcome import RunRequest
+
+        if args.paths:
+            config = await asyncio.to_thread(load_config, args.paths)
+        else:
+            shop = await start_demo_shop(faults=AS_VISITED)
+            config = load_config_text(
+                demo_journey_text(), "<demo journey>", variables=shop.variables
+            )
+        args.scrubber.masker = config.masker
+        journeys = [j for j in config.journeys if not args.journey or j.name in args.journey]
+        if args.journey and not journeys:
+            names = ", ".join(j.name for j in config.journeys)
+            raise ConfigError([_unknown("journey", args.journey, names)])
+        if args.device and not any(d in args.device for j in journeys for d in j.devices):
+            devices = ", ".join(sorted({d for j in journeys for d in j.devices}))
+            raise ConfigError([_unknown("device", args.device, devices)])
+        if not any(j.kind == "browser" for j in journeys):
+            warming.cancel()  # API checks only: no browser to wait for, or to close
+        table = _TableReporter(args.artifacts)
+        async with browsers:
             for _ in range(args.repeat):
                 for journey in journeys:
                     for device in journey.devices:
@@ -565,9 +577,22 @@ async def _test(args: argparse.Namespace) -> _TableReporter:
                         )
                         table.finals.append(final)
     finally:
+        with contextlib.suppress(asyncio.CancelledError):
+            await warming  # raises nothing else; then closed (again) whatever happened
+        await browsers.close()
         if shop is not None:
             await shop.stop()
     return table
+
+
+async def _warm(browsers: BrowserManager) -> None:
+    """Launch the browser ahead of the first browser check; a failure is left to it."""
+    from probes.browser import BrowserUnavailableError
+
+    try:
+        await browsers.get()
+    except BrowserUnavailableError:
+        return  # the first browser check launches again and says why; others need none
 
 
 class _TableReporter:

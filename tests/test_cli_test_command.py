@@ -274,3 +274,33 @@ journeys:
     finally:
         for folder in folders:
             shutil.rmtree(folder.parent, ignore_errors=True)
+
+
+async def test_api_checks_run_without_a_chromium_and_a_journey_says_none_was_found(
+    shop: RunningShop, tmp_path: Path
+) -> None:
+    """`parcours test` starts Chromium ahead of its first journey; with none to start, the
+    API checks still run and a browser journey says how to get one."""
+    config = tmp_path / "api.yaml"
+    config.write_text(
+        f"""
+journeys:
+  - name: shop-home
+    kind: http
+    base_url: {shop.url}
+    steps:
+      - name: home
+        request: {{url: /}}
+        expect: [status == 200]
+"""
+    )
+    no_browser = {"PARCOURS_CHROMIUM": str(tmp_path / "no-such-chromium")}
+
+    api_only = await _in_thread(lambda: parcours("test", str(config), env=no_browser))
+    demo = ("test", "--journey", "demo-checkout", "--device", "desktop")
+    journey = await _in_thread(lambda: parcours(*demo, env=no_browser))
+
+    assert api_only.returncode == 0, api_only.stdout + api_only.stderr
+    assert "✓ shop-home · http" in api_only.stdout
+    assert journey.returncode != 0
+    assert "no-such-chromium does not exist" in journey.stdout + journey.stderr
