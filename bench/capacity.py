@@ -9,7 +9,8 @@ button) swing more than 10 % on an idle machine too, so they are shown, not judg
 idle figures are taken first in the same script (fifteen checkouts one after the other
 on a warm browser), then the rate climbs (copies of the demo checkout every 30 s on one
 agent, two browser slots as on a 2-core machine) until a level fails; the rate before it
-is the capacity. Desktop first, then the mobile profile. The shop runs in its own process
+is the capacity (a failed level is run once more before it counts). Desktop first, then
+the mobile profile. The shop runs in its own process
 (`parcours demo-shop`, a cookie banner on half the visits as a real visitor sees it);
 the agent is this process, as `parcours run` would be.
 
@@ -192,16 +193,23 @@ async def ladder(device: str, rates: list[int], window: float, shop_url: str) ->
     print(f"{device}: idle step time {baseline}", file=sys.stderr, flush=True)
     levels, capacity = [], 0
     for rate in rates:
-        found = await level(device, rate, window, shop_url, baseline)
-        levels.append(found)
-        print(
-            f"{device} {rate}/min: sustained={found['sustained']} step time "
-            f"{found['journey_step_time_vs_idle']}x idle, {found['runs_in_window']}/"
-            f"{found['expected_in_window']} runs, {found['failed']} failed, "
-            f"{found['skipped']} skipped",
-            file=sys.stderr,
-            flush=True,
-        )
+        # A level that fails is run again before it counts: a desktop journey's steps take
+        # 0.6 s, so one slow moment of the machine moves a 90 s window's medians by 20 %.
+        # Capacity is a rate sustained, not one lucky or unlucky window.
+        for attempt in (1, 2):
+            found = await level(device, rate, window, shop_url, baseline)
+            found["attempt"] = attempt
+            levels.append(found)
+            print(
+                f"{device} {rate}/min (attempt {attempt}): sustained={found['sustained']} "
+                f"step time {found['journey_step_time_vs_idle']}x idle, "
+                f"{found['runs_in_window']}/{found['expected_in_window']} runs, "
+                f"{found['failed']} failed, {found['skipped']} skipped",
+                file=sys.stderr,
+                flush=True,
+            )
+            if found["sustained"]:
+                break
         if not found["sustained"]:
             break
         capacity = rate
