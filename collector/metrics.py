@@ -10,9 +10,10 @@ and labels, because dashboards and alerts rely on them.
 Why not prometheus-client's collector here: with 1,000 journeys x 5 steps x 3
 devices its generic path took 6 s a scrape (bench/collector_throughput.py).
 This renderer writes the same text format (checked by prometheus-client's
-own parser in the tests), builds each series' label string once, and keeps
-each series' lines until a new result for it arrives, so a scrape costs
-about the number of series that changed since the last one. It yields to
+own parser in the tests), keeps each series' lines until a new result for
+it arrives, and for a changed series formats its values into the layout it
+kept (a %-template per family, rebuilt only when its steps or pages change),
+so a scrape costs about the number of values that changed since the last one. It yields to
 the event loop between slices of series, so ingest keeps flowing during a
 scrape. The collector's own counters still use prometheus-client.
 """
