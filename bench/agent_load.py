@@ -23,9 +23,8 @@ import os
 import statistics
 import textwrap
 from collections.abc import Mapping
-from pathlib import Path
 
-from bench.common import write
+from bench.common import tree_pss_bytes, write
 from probes.agent.agent import Agent, AgentSettings
 from probes.agent.stats import AgentStats
 from probes.browser import BrowserManager
@@ -35,7 +34,6 @@ from probes.logs import configure_logging
 from probes.result import AgentHeartbeat, RunResult
 from probes.runners.journey import run
 from probes.runners.outcome import RunRequest
-from tests.services import descendants
 
 
 class CountingSink:
@@ -106,19 +104,6 @@ async def start_delay(
             "mean": statistics.fmean(at_start),
         },
     }
-
-
-def tree_pss_bytes(root: int) -> int:
-    """PSS of a process and all its descendants."""
-    total = 0
-    for pid in descendants(root):
-        try:
-            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-                if line.startswith("Pss:"):
-                    total += int(line.split()[1]) * 1024
-        except OSError:
-            continue
-    return total
 
 
 async def memory(shop: RunningShop, concurrency: int) -> dict[str, float]:

@@ -65,3 +65,23 @@ def tree_cpu_seconds(root: int | None = None) -> float:
     from tests.services import descendants
 
     return sum(process_cpu_seconds(pid) for pid in descendants(root or os.getpid()))
+
+
+def pss_bytes(pid: int) -> int:
+    """Proportional set size of a process (shared pages split among their users); 0 for a
+    process already gone."""
+    try:
+        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except OSError:
+        return 0
+    for line in text.splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def tree_pss_bytes(root: int) -> int:
+    """PSS of a process and all its descendants."""
+    from tests.services import descendants
+
+    return sum(pss_bytes(pid) for pid in descendants(root))

@@ -28,7 +28,7 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from bench.common import process_cpu_seconds, write
+from bench.common import process_cpu_seconds, pss_bytes, write
 from probes.browser import DRIVER_NODE_OPTIONS, LAUNCH_ARGS
 from probes.demo_shop.server import start_demo_shop
 from tests.services import descendants
@@ -57,17 +57,6 @@ VARIANTS: dict[str, Variant] = {
 }
 RUNS = 3  # demo checkouts on mobile between the two measures: their CPU and wall time too
 MEMORY = ("launched", "ran")
-
-
-def pss(pid: int) -> int:
-    try:
-        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
-    except OSError:
-        return 0
-    for line in text.splitlines():
-        if line.startswith("Pss:"):
-            return int(line.split()[1]) * 1024
-    return 0
 
 
 def role(pid: int, root: int) -> str:
@@ -99,7 +88,7 @@ def tree(root: int) -> tuple[dict[str, float], dict[str, float]]:
     memory: dict[str, float] = defaultdict(float)
     cpu: dict[str, float] = defaultdict(float)
     for pid in descendants(root):
-        memory[role(pid, root)] += pss(pid) / MIB
+        memory[role(pid, root)] += pss_bytes(pid) / MIB
         cpu[role(pid, root)] += process_cpu_seconds(pid)
     return dict(memory), dict(cpu)
 

@@ -36,15 +36,13 @@ from typing import Any
 
 import nats
 
-from bench.agent_load import tree_pss_bytes
 from bench.collector_throughput import document, post_all
-from bench.common import write
+from bench.common import tree_cpu_seconds, tree_pss_bytes, write
 from bench.soak import start_shop
 from probes.bus import contract as c
 from probes.demo_shop.server import URL_VARIABLE
 from tests.services import (
     NatsHub,
-    descendants,
     free_port,
     http_get,
     nats_server,
@@ -203,19 +201,6 @@ async def consumed_per_second(hub: NatsHub, durable: str) -> float:
                 return (last - start[1]) / (now - start[0])
     finally:
         await nc.close()
-
-
-def tree_cpu_seconds(root: int) -> float:
-    """CPU of a process tree: each live process's own time plus what its exited children
-    (reaped: Chromium's renderers, by the browser process) used."""
-    total = 0
-    for pid in descendants(root):
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += sum(int(v) for v in fields[11:15])  # utime stime cutime cstime
-    return total / os.sysconf("SC_CLK_TCK")
 
 
 def journeys_config(path: Path, shop_url: str, copies: int) -> Path:

@@ -26,7 +26,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from bench.common import write
+from bench.common import pss_bytes, write
 from probes.browser import BrowserManager
 from probes.config import load_config_text
 from probes.demo_shop.server import TLS_URL_VARIABLE, URL_VARIABLE, demo_journey_text
@@ -60,12 +60,10 @@ def pss_by_role(root: int) -> dict[str, float]:
     for pid in descendants(root):
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().lower()
-            rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
         except OSError:
             continue
-        pss = next(int(line.split()[1]) for line in rollup.splitlines() if line.startswith("Pss:"))
         role = "agent" if pid == root else "chromium" if b"chrom" in cmdline else "driver"
-        roles[role] += pss * 1024 / MIB
+        roles[role] += pss_bytes(pid) / MIB
     return roles
 
 
