@@ -285,7 +285,7 @@ def escape(value: str) -> str:
 
 def labels(**pairs: str) -> str:
     """``{a="x",b="y"}`` from keyword pairs, in the order given."""
-    return "{" + _pairs(pairs) + "}"
+    return "{" + _pairs(pairs.items()) + "}"
 
 
 def _extra(**pairs: str) -> str:
@@ -296,11 +296,11 @@ def _extra(**pairs: str) -> str:
 @functools.lru_cache(maxsize=1 << 16)
 def _extra_text(pairs: tuple[tuple[str, str], ...]) -> str:
     """The same few step names and measures come back in every series: escaped once."""
-    return "," + ",".join(f'{k}="{escape(v)}"' for k, v in pairs)
+    return "," + _pairs(pairs)
 
 
-def _pairs(pairs: dict[str, str]) -> str:
-    return ",".join(f'{k}="{escape(v)}"' for k, v in pairs.items())
+def _pairs(pairs: Iterable[tuple[str, str]]) -> str:
+    return ",".join(f'{k}="{escape(v)}"' for k, v in pairs)
 
 
 Shape = tuple[tuple[str, str, str], ...]  # (family, suffix, extra labels) of each value
@@ -366,15 +366,17 @@ class SeriesLines:
 
 
 class Rendered(NamedTuple):
+    """One series' lines, and what the next render of the series can reuse."""
+
     text: dict[str, str]  # lines by family name
     layout: Layout
+    failure_key: tuple[object, ...]  # what ``failures`` was written from
+    failures: str
 
 
-def render_series(
-    series: SeriesState, failures: str | None = None, layout: Layout | None = None
-) -> Rendered:
-    """Every line of one series, grouped by family name. ``failures`` is the failure
-    counters' text and ``layout`` the series' last layout, when the caller kept them."""
+def render_series(series: SeriesState, kept: Rendered | None = None) -> Rendered:
+    """Every line of one series, grouped by family name, reusing the layout and the
+    failure counters' text of ``kept`` (the series' last render) where they still hold."""
     result = series.latest
     out = SeriesLines(result)
     add = out.add
@@ -416,17 +418,25 @@ def render_series(
         add(DURATIONS, "_bucket", _extra(le=bound), float(count))
     add(DURATIONS, "_sum", "", series.durations.total)
     add(DURATIONS, "_count", "", float(series.durations.count))
-    text, layout = out.text(layout)
-    failures = failure_lines(series) if failures is None else failures
+    text, layout = out.text(kept.layout if kept is not None else None)
+    written_from, failures = _failures(series, kept)
     if failures:
         text[FAILURES.name] = failures
-    return Rendered(text, layout)
+    return Rendered(text, layout, written_from, failures)
+
+
+def _failures(series: SeriesState, kept: Rendered | None) -> tuple[tuple[object, ...], str]:
+    """The failure counters' text: the kept one while the counts, kind and steps hold."""
+    key = failure_key(series)
+    if kept is not None and kept.failure_key == key:
+        return key, kept.failures
+    return key, failure_lines(series)
 
 
 def failure_lines(series: SeriesState) -> str:
     """The failure counters, every (step, error type) the kind can fail with from 0: a
-    block that changes only with a failure or a new set of steps, so the renderer keeps
-    it (``failure_key``) rather than rewrite its fifty-odd lines on every run."""
+    block that changes only with a failure or a new set of steps, so a render keeps it
+    (``failure_key``) rather than rewrite its fifty-odd lines on every run."""
     out = SeriesLines(series.latest)
     for (step_name, error), count in from_zero(series.failures, failure_grid(series.latest)):
         out.add(FAILURES, "", _extra(step=step_name, error_type=error), float(count))
@@ -434,9 +444,9 @@ def failure_lines(series: SeriesState) -> str:
 
 
 def failure_key(series: SeriesState) -> tuple[object, ...]:
-    """What failure_lines depends on."""
+    """What failure_lines depends on: the counts, the kind and the steps."""
     latest = series.latest
-    return (series.failures_version, latest.kind, *(step.name for step in latest.steps))
+    return (frozenset(series.failures.items()), latest.kind, *(s.name for s in latest.steps))
 
 
 RUN_STATUSES = (Status.PASSED.value, Status.DEGRADED.value, Status.FAILED.value)
@@ -529,7 +539,6 @@ class MetricsRenderer:
 
     def __init__(self) -> None:
         self._cache: dict[SeriesKey, tuple[int, Rendered]] = {}
-        self._failures: dict[SeriesKey, tuple[tuple[object, ...], str]] = {}
 
     async def render(self, state: CollectorState, now: float | None = None) -> str:
         """The journey and agent families; yields to the loop between slices of series."""
@@ -539,9 +548,8 @@ class MetricsRenderer:
             cached = self._cache.get(key)
             if cached is None or cached[0] != series.version:
                 try:
-                    failures = self._failure_text(key, series)
-                    layout = cached[1].layout if cached is not None else None
-                    cached = (series.version, render_series(series, failures, layout))
+                    kept = cached[1] if cached is not None else None
+                    cached = (series.version, render_series(series, kept))
                 except Exception as exc:  # noqa: BLE001 - one series never takes /metrics down
                     log.error("series_render_failed", series=ascii(key)[:300], error=repr(exc))
                     continue
@@ -552,7 +560,6 @@ class MetricsRenderer:
                 await asyncio.sleep(0)
         for gone in self._cache.keys() - state.series.keys():
             del self._cache[gone]
-            self._failures.pop(gone, None)
         body = "".join(
             family.header() + "".join(fragments[family.name])
             for family in SERIES_FAMILIES
@@ -560,11 +567,3 @@ class MetricsRenderer:
         )
         agents = [(seen.heartbeat, seen.received_at) for seen in state.agents.values()]
         return body + render_agents(agents, time.time() if now is None else now)
-
-    def _failure_text(self, key: SeriesKey, series: SeriesState) -> str:
-        """The series' failure counters, rewritten only when they or its steps changed."""
-        wanted = failure_key(series)
-        kept = self._failures.get(key)
-        if kept is None or kept[0] != wanted:
-            kept = self._failures[key] = (wanted, failure_lines(series))
-        return kept[1]

@@ -56,7 +56,6 @@ class SeriesState:
     version: int = 0
     runs: Counter[str] = field(default_factory=Counter)  # by status
     failures: Counter[tuple[str, str]] = field(default_factory=Counter)  # (step, error type)
-    failures_version: int = 0  # changes with ``failures``: what /metrics keeps its text by
     durations: Histogram = field(default_factory=lambda: Histogram(JOURNEY_BUCKETS))
     consecutive_failures: int = 0  # scheduled runs failed in a row (after their retries)
     _retry_pending: bool = False  # the last attempt failed and says a retry follows
@@ -89,7 +88,6 @@ class SeriesState:
         if result.status is Status.FAILED:
             error = result.error_type.value if result.error_type else "unknown"
             self.failures[(result.failed_step or "", error)] += 1
-            self.failures_version += 1
         self.durations.observe(result.duration_seconds)
         self.version += 1
 
@@ -137,7 +135,6 @@ class CollectorState:
             series.runs.clear()
             series.scheduled.clear()
             series.failures.clear()
-            series.failures_version += 1
             series.durations = Histogram(JOURNEY_BUCKETS)
 
     def series_count(self, *, agent: str | None = None, location: str | None = None) -> int:
