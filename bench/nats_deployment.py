@@ -95,9 +95,7 @@ def documents(count: int, first: int) -> list[dict[str, Any]]:
 
 async def publish(hub: NatsHub, docs: list[dict[str, Any]]) -> float:
     """Publish every document as an agent of the location would; seconds taken."""
-    nc = await nats.connect(
-        hub.url, nkeys_seed=hub.creds[LOCATION], inbox_prefix=c.inbox_prefix(LOCATION).encode()
-    )
+    nc = await hub.connect(LOCATION)
     js = nc.jetstream()
     start = time.perf_counter()
     for i in range(0, len(docs), 500):
@@ -180,9 +178,7 @@ async def consumed_per_second(hub: NatsHub, durable: str) -> float:
     """Results per second a collector's consumer got through, from NATS' own account of
     it (delivered, then acknowledged up to the stream's last message): polling the
     collector's /metrics would cost it the CPU being measured."""
-    nc = await nats.connect(
-        hub.url, nkeys_seed=hub.creds["collector"], inbox_prefix=c.COLLECTOR_INBOX.encode()
-    )
+    nc = await hub.connect("collector")
     js = nc.jetstream()
     last = (await js.stream_info(c.RESULTS_STREAM)).state.last_seq
     start: tuple[float, int] | None = None

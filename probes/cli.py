@@ -561,24 +561,23 @@ async def _test(args: argparse.Namespace) -> _TableReporter:
         if not any(j.kind == "browser" for j in journeys):
             warming.cancel()  # API checks only: no browser to wait for, or to close
         table = _TableReporter(args.artifacts)
-        async with browsers:
-            for _ in range(args.repeat):
-                for journey in journeys:
-                    for device in journey.devices:
-                        if args.device and device not in args.device:
-                            continue
-                        final = await run_attempts(
-                            journey,
-                            RunRequest(device),
-                            attempts=args.retries + 1,
-                            masker=config.masker,
-                            browsers=browsers,
-                            reporter=table,
-                        )
-                        table.finals.append(final)
+        for _ in range(args.repeat):
+            for journey in journeys:
+                for device in journey.devices:
+                    if args.device and device not in args.device:
+                        continue
+                    final = await run_attempts(
+                        journey,
+                        RunRequest(device),
+                        attempts=args.retries + 1,
+                        masker=config.masker,
+                        browsers=browsers,
+                        reporter=table,
+                    )
+                    table.finals.append(final)
     finally:
         with contextlib.suppress(asyncio.CancelledError):
-            await warming  # raises nothing else; then closed (again) whatever happened
+            await warming  # raises nothing else; the browser is closed once, here
         await browsers.close()
         if shop is not None:
             await shop.stop()

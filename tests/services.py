@@ -22,9 +22,12 @@ import urllib.parse
 import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiohttp import web
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client as NatsClient
 
 T = TypeVar("T")
 
@@ -327,6 +330,17 @@ class NatsHub:
     creds: dict[str, str]  # "collector" and each location -> seed file
     config: Path
     site_port: int | None = None  # with leaf nodes: where each site's own server listens
+
+    async def connect(self, user: str) -> NatsClient:
+        """A client logged in as ``user`` ("collector" or a location), on its own inbox as
+        the permissions want."""
+        import nats
+
+        from probes.bus import contract as c
+
+        inbox = c.COLLECTOR_INBOX if user == "collector" else c.inbox_prefix(user)
+        seed = self.creds[user]
+        return await nats.connect(self.url, nkeys_seed=seed, inbox_prefix=inbox.encode())
 
 
 @contextlib.contextmanager

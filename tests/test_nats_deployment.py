@@ -27,6 +27,7 @@ from typing import Any
 import nats
 import pytest
 from aiohttp import web
+from nats.aio.client import Client as NatsClient
 
 from probes.bus import contract as c
 from probes.bus.server_config import new_user
@@ -348,12 +349,8 @@ async def test_an_agent_with_unknown_credentials_is_refused_and_says_so(
 async def test_a_paris_agent_can_neither_take_lyon_jobs_nor_publish_lyon_results(
     hub: NatsHub, tmp_path: Path
 ) -> None:
-    admin = await nats.connect(
-        hub.url, nkeys_seed=hub.creds["collector"], inbox_prefix=c.COLLECTOR_INBOX.encode()
-    )
-    paris = await nats.connect(
-        hub.url, nkeys_seed=hub.creds["paris"], inbox_prefix=c.inbox_prefix("paris").encode()
-    )
+    admin = await hub.connect("collector")
+    paris = await hub.connect("paris")
     try:
         config = checks_config(
             tmp_path / "c.yaml", "http://127.0.0.1:9", ["x"], extra=", locations: [lyon]"
@@ -397,7 +394,7 @@ async def _queue_grows(url: str) -> bool | None:
     return (waiting >= 2 and found["parcours_location_oldest_job_age_seconds"] > INTERVAL) or None
 
 
-async def _jobs_waiting(nc: nats.NATS, location: str) -> bool | None:
+async def _jobs_waiting(nc: NatsClient, location: str) -> bool | None:
     try:
         info = await nc.jetstream().consumer_info(c.JOBS_STREAM, c.agents_consumer(location))
     except nats.js.errors.NotFoundError:
@@ -410,9 +407,7 @@ async def test_a_result_claiming_another_location_than_its_subject_is_refused_an
 ) -> None:
     _, base = api
     config = checks_config(tmp_path / "checks.yaml", base, ["home"], extra=", locations: [paris]")
-    paris = await nats.connect(
-        hub.url, nkeys_seed=hub.creds["paris"], inbox_prefix=c.inbox_prefix("paris").encode()
-    )
+    paris = await hub.connect("paris")
     try:
         with (
             one_collector(hub, tmp_path, config) as url,
@@ -437,9 +432,7 @@ async def test_a_job_for_another_location_in_a_queue_is_refused_not_run_nor_coun
 ) -> None:
     server, base = api
     config = checks_config(tmp_path / "checks.yaml", base, ["home"], extra=", locations: [paris]")
-    admin = await nats.connect(
-        hub.url, nkeys_seed=hub.creds["collector"], inbox_prefix=c.COLLECTOR_INBOX.encode()
-    )
+    admin = await hub.connect("collector")
     stray = c.Job(
         "stray", "none", "lyon", time.time(), time.time() + 600, "x", (("c.yaml", "checks: []"),)
     )
