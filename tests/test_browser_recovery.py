@@ -83,3 +83,43 @@ async def test_a_crash_during_a_run_fails_that_run_and_the_next_one_works(
     assert during.failed_step == "open home page"
     assert after.status is Status.PASSED, after.error_message
     assert browsers.restarts == 1
+
+
+def _environ(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    pairs = (item.decode(errors="replace").partition("=") for item in raw if item)
+    return {name: value for name, _, value in pairs}
+
+
+def _cmdline(pid: int) -> str:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+
+
+@pytest.mark.parametrize(
+    ("users", "driver_gets"),
+    [(None, "--max-semi-space-size=1"), ("--stack-trace-limit=50", "--stack-trace-limit=50")],
+    ids=["default", "user-set"],
+)
+async def test_the_agent_launches_the_lighter_driver_and_chromium_and_a_users_node_options_win(
+    monkeypatch: pytest.MonkeyPatch, users: str | None, driver_gets: str
+) -> None:
+    """The idle agent's fixed cost (bench.idle_memory): Playwright's driver with a small
+    young generation unless the user set NODE_OPTIONS, Chromium without a zygote and with
+    its GPU work in the browser process."""
+    if users is None:
+        monkeypatch.delenv("NODE_OPTIONS", raising=False)
+    else:
+        monkeypatch.setenv("NODE_OPTIONS", users)
+
+    async with BrowserManager() as browsers:
+        await browsers.get()
+        tree = [(pid, _cmdline(pid)) for pid in descendants(os.getpid()) if pid != os.getpid()]
+        drivers = [_environ(pid) for pid, line in tree if "run-driver" in line]
+        browser_processes = [line for _, line in tree if "--remote-debugging-pipe" in line]
+
+    assert drivers, tree
+    assert drivers[0]["NODE_OPTIONS"] == driver_gets
+    assert browser_processes, tree
+    assert "--no-zygote" in browser_processes[0]
+    assert "--in-process-gpu" in browser_processes[0]
+    assert not [line for _, line in tree if "--type=zygote" in line or "--type=gpu" in line]
