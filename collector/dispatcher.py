@@ -31,7 +31,7 @@ from probes.config import ConfigError
 from probes.config.loader import LoadedConfig, load_config_sources, read_config_sources
 from probes.config.spec import JourneySpec
 from probes.config.watch import config_signature, in_daemon_thread
-from probes.slots import slot_job, slot_start, spread_by_interval
+from probes.slots import kept_next_run, slot_job, slot_start, spread_by_interval
 
 log = structlog.get_logger(__name__)
 JobKey = tuple[str, str, str]  # check, device, location
@@ -181,9 +181,12 @@ class Dispatcher:
                 if self._specs.get(k) != wanted[k] or self._offsets.get(k) != offsets[k]
             ]
             for key in changed:
+                was = self._specs[key].interval if key in self._specs else None
                 spec = self._specs[key] = wanted[key]
                 self._offsets[key] = offsets[key]
-                job = slot_job(_job_name(key), spec.interval, offsets[key])
+                name = _job_name(key)
+                next_run = kept_next_run(self._scheduler, name, offsets[key], spec.interval, was)
+                job = slot_job(name, spec.interval, offsets[key], next_run)
                 self._scheduler.add_job(self._fire, args=[key], **job)
             if changed:
                 log.info("schedule_applied", jobs=len(self._specs), changed=len(changed))

@@ -3,12 +3,14 @@
 A job's slot comes from a hash of its name, so a restart keeps it. Hash points
 land in clumps, though (50 jobs in a 30 s interval put several within a second of each
 other), and runs that start together wait for each other's browser slots. So jobs
-sharing an interval go in a table of equal slots at least 1.56 times as many as they are:
-each job takes the slot its hash point falls in, or the next free one (linear probing,
-in hash-point order). Starts are then at least ``interval / (2 n)`` apart; adding or
-removing a job moves only the jobs right after it, and the table is resized only when
-the count of jobs changes by a quarter. The agent (embedded default) and the collector
-(split deployment, per location) schedule with the same arithmetic.
+sharing an interval sit on a ring in the order of their hash points, and each starts at
+the mean of its own hash point and those of its seven neighbours either side: gaps between
+starts are averages of fifteen gaps between hash points, close to the even spacing, and
+adding or removing a job moves only the fourteen around it, each by about one even spacing
+at most (fewer than fifteen jobs: they are evenly spaced). A moved job's next run is
+the new slot nearest to the one it had, so a reload neither skips nor doubles a run.
+The agent (embedded default) and the collector (split deployment, per location) schedule
+with the same arithmetic.
 """
 
 from __future__ import annotations
@@ -19,40 +21,41 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 SLOT_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
-SPACING_STEP = 1.25  # table sizes are powers of this: resized when the count moves a quarter
-TABLE_SLACK = SPACING_STEP**2  # slots per job, at least: short probe runs, few moves
+NEIGHBOURS = 7  # each side: a start is the mean of fifteen hash points
 
 
 def slot_offset(name: str, interval: float) -> float:
-    """Seconds into the interval at which this job runs; the same on every restart."""
+    """The job's hash point: seconds into the interval, the same on every restart."""
     digest = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big")
     return digest / 2**64 * interval
 
 
 def spread_offsets(names: Iterable[str], interval: float) -> dict[str, float]:
-    """Offsets for jobs sharing an interval: a table of equal slots, 1.56 to 1.95 per job,
-    each job in the slot its hash point falls in, or the next free one.
+    """Offsets for jobs sharing an interval: each the mean of the hash points of itself
+    and its ``NEIGHBOURS`` either side on the ring (all of them, for small groups).
 
-    Jobs are placed in the order of their hash points, so adding or removing one moves
-    only the jobs after it in its run of taken slots; the table's size changes only when
-    the count of jobs grows or shrinks by a quarter."""
+    Every window is summed afresh in ring order, so a job whose window did not change
+    keeps exactly the same float: a far-away change never re-adds its job."""
     ordered = sorted((slot_offset(name, interval), name) for name in set(names))
-    if len(ordered) < 2:
-        return {name: point for point, name in ordered}
-    wanted = TABLE_SLACK * len(ordered)
-    size = math.ceil(SPACING_STEP ** math.ceil(math.log(wanted, SPACING_STEP)))
-    width = interval / size
-    taken: set[int] = set()
+    count = len(ordered)
+    window = min(2 * NEIGHBOURS + 1, count)
+    first = -((window - 1) // 2)
+
+    def unwrapped(index: int) -> float:
+        """The hash point at a ring position, a lap earlier or later past either end."""
+        laps, position = divmod(index, count)
+        return ordered[position][0] + laps * interval
+
     offsets: dict[str, float] = {}
-    for point, name in ordered:
-        slot = min(int(point / width), size - 1)
-        while slot in taken:
-            slot = (slot + 1) % size
-        taken.add(slot)
-        offsets[name] = slot * width
+    for index, (_, name) in enumerate(ordered):
+        start = index + first
+        mean = sum(unwrapped(j) for j in range(start, start + window)) / window
+        offset = mean % interval
+        offsets[name] = offset if offset < interval else 0.0  # -1e-17 % 30 is 30.0
     return offsets
 
 
@@ -63,12 +66,36 @@ def slot_start(offset: float, interval: float, now: float) -> float:
     return first + math.floor((now - first) / interval + 0.5) * interval
 
 
-def slot_job(name: str, interval: float, offset: float) -> dict[str, Any]:
+def moved_next_run(previous: datetime, offset: float, interval: float) -> datetime:
+    """A moved job's next run: its new slot nearest to the run it had planned.
+
+    Moving a job to a later point is harmless, but APScheduler starts a re-added job at
+    the first slot after now: a job moved to an earlier point whose new time just passed
+    would lose a whole interval. The nearest slot may be a moment ago; it then runs at
+    once (a late run within its grace time), so the gap between two runs stays within
+    half an interval of the interval."""
+    return datetime.fromtimestamp(slot_start(offset, interval, previous.timestamp()), UTC)
+
+
+def kept_next_run(
+    scheduler: BaseScheduler, name: str, offset: float, interval: float, was: float | None
+) -> datetime | None:
+    """The next run of a job re-added with the same interval (``was``): its new slot
+    nearest the run it had planned; ``None`` (the trigger decides) for a new job."""
+    planned = getattr(scheduler.get_job(name), "next_run_time", None)
+    if was != interval or planned is None:
+        return None
+    return moved_next_run(planned, offset, interval)
+
+
+def slot_job(
+    name: str, interval: float, offset: float, next_run: datetime | None = None
+) -> dict[str, Any]:
     """APScheduler ``add_job`` options: the job's slot, never two runs of it at once
     (the skip is counted by whoever listens), a late run coalesced and given half an
-    interval of grace."""
+    interval of grace; ``next_run`` for a job moved from a slot it had."""
     start = SLOT_EPOCH + timedelta(seconds=offset)
-    return {
+    options: dict[str, Any] = {
         "trigger": IntervalTrigger(seconds=interval, start_date=start, timezone=UTC),
         "id": name,
         "name": name,
@@ -77,6 +104,9 @@ def slot_job(name: str, interval: float, offset: float) -> dict[str, Any]:
         "misfire_grace_time": max(1, int(interval / 2)),
         "replace_existing": True,
     }
+    if next_run is not None:
+        options["next_run_time"] = next_run
+    return options
 
 
 def spread_by_interval(jobs: Iterable[tuple[str, float]]) -> dict[str, float]:

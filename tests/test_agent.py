@@ -162,7 +162,7 @@ async def test_hot_reload_adds_removes_and_changes_jobs_without_touching_the_oth
     path = write_config(
         tmp_path / "live.yaml",
         "journeys:"
-        + journey("keep", shop, interval="1h")
+        + journey("keep", shop, interval="2h")  # alone in its interval: no neighbour moves it
         + journey("change", shop, interval="1h")
         + journey("drop", shop, interval="1h"),
     )
@@ -172,7 +172,7 @@ async def test_hot_reload_adds_removes_and_changes_jobs_without_touching_the_oth
         kept_before = agent.scheduler.next_run_time("keep@desktop")
         path.write_text(
             "journeys:"
-            + journey("keep", shop, interval="1h")
+            + journey("keep", shop, interval="2h")
             + journey("change", shop, "?v=2", interval="1h")
             + journey("added", shop, interval="1h")
         )

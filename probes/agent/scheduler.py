@@ -28,7 +28,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from probes.agent.stats import AgentStats
 from probes.config.spec import JourneySpec
-from probes.slots import slot_job, spread_by_interval
+from probes.slots import kept_next_run, slot_job, spread_by_interval
 
 log = structlog.get_logger(__name__)
 
@@ -101,9 +101,11 @@ class JourneyScheduler:
             self._offsets.pop(name, None)
         for name in [*added, *changed]:
             spec, device = wanted[name]
+            was = self._specs[name][0].interval if name in self._specs else None
+            next_run = kept_next_run(self._scheduler, name, offsets[name], spec.interval, was)
             self._specs[name] = (spec, device)
             self._offsets[name] = offsets[name]
-            job = slot_job(name, spec.interval, offsets[name])
+            job = slot_job(name, spec.interval, offsets[name], next_run)
             self._scheduler.add_job(self._fire, args=[name], **job)
         unchanged = [n for n in wanted if n not in added and n not in changed]
         change = ScheduleChange(tuple(added), tuple(removed), tuple(changed), tuple(unchanged))
