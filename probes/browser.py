@@ -107,6 +107,20 @@ class BrowserManager:
             self._browser = await self._launch()
             return self._browser
 
+    @property
+    def launched(self) -> bool:
+        """Whether a browser is up now."""
+        return self._browser is not None and self._browser.is_connected()
+
+    async def warm(self) -> None:
+        """Launch ahead of the first browser run, so that neither it nor the runs due
+        right after it wait for the launch. A launch that fails here is left to the first
+        run, which launches again and reports why; whoever warms need not care."""
+        try:
+            await self.get()
+        except Exception as exc:  # noqa: BLE001 - reported by the first run that needs it
+            log.info("chromium_warm_failed", error=str(exc)[:300])
+
     async def relaunch(self, broken: Browser) -> Browser:
         """Replace a browser that failed us although it still looked connected.
 

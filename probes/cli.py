@@ -24,7 +24,6 @@ from probes.result import RunResult, Status, to_dict
 
 if TYPE_CHECKING:
     from probes.agent.agent import AgentSettings
-    from probes.browser import BrowserManager
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_CONFIG, EXIT_NO_BROWSER = 0, 1, 2, 3
 EXIT_USAGE = 2  # as argparse exits on a usage error
@@ -536,7 +535,7 @@ async def _test(args: argparse.Namespace) -> _TableReporter:
     # loads: most of what `parcours test` spent outside its journeys. A launch that fails
     # here is tried again, and reported, by the first browser check; checks of other kinds
     # never wait for it.
-    warming = asyncio.create_task(_warm(browsers))
+    warming = asyncio.create_task(browsers.warm())
     shop = None
     try:
         from probes.demo_shop.server import AS_VISITED, demo_journey_text, start_demo_shop
@@ -582,16 +581,6 @@ async def _test(args: argparse.Namespace) -> _TableReporter:
         if shop is not None:
             await shop.stop()
     return table
-
-
-async def _warm(browsers: BrowserManager) -> None:
-    """Launch the browser ahead of the first browser check; a failure is left to it."""
-    from probes.browser import BrowserUnavailableError
-
-    try:
-        await browsers.get()
-    except BrowserUnavailableError:
-        return  # the first browser check launches again and says why; others need none
 
 
 class _TableReporter:

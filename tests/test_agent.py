@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import textwrap
 from collections.abc import AsyncIterator
@@ -154,6 +155,44 @@ async def test_a_restart_keeps_each_journey_in_its_slot(shop: RunningShop, tmp_p
     expected = slot_offset("slot@desktop", 60.0) % 60
     seconds_into_minute = (first - datetime(2000, 1, 1, tzinfo=UTC)).total_seconds() % 60
     assert seconds_into_minute == pytest.approx(expected, abs=0.001)
+
+
+async def test_an_agent_launches_chromium_at_start_so_its_first_runs_do_not_wait_for_it(
+    shop: RunningShop, collector: Collector, tmp_path: Path
+) -> None:
+    path = write_config(tmp_path / "a.yaml", "journeys:" + journey("hourly", shop, interval="1h"))
+    agent = agent_for(path, collector)
+    browsers = agent.browsers
+    await agent.start()
+    try:
+        # An hour-long interval: the journey's slot is (almost surely) not now.
+        await wait_until(lambda: _async(browsers.launched), 60, "Chromium launched at start")
+        assert not await all_runs(collector)
+    finally:
+        await agent.stop()
+    assert not browsers.launched
+
+
+async def test_an_agent_with_api_checks_only_never_launches_chromium(
+    collector: Collector, tmp_path: Path
+) -> None:
+    api = """
+  - name: api
+    kind: http
+    base_url: http://127.0.0.1:9
+    interval: 1h
+    steps:
+      - name: call
+        request: {url: /}
+"""
+    agent = agent_for(write_config(tmp_path / "a.yaml", "journeys:" + api), collector)
+    await agent.start()
+    try:
+        await asyncio.sleep(1)  # a launch takes about a second on this machine
+        assert not agent.browsers.launched
+        assert agent.browsers.choice is None  # not even looked for
+    finally:
+        await agent.stop()
 
 
 async def test_hot_reload_adds_removes_and_changes_jobs_without_touching_the_others(

@@ -79,10 +79,16 @@ class Agent:
         self._config: LoadedConfig | None = None
         self._running: set[asyncio.Task[Any]] = set()
         self._background: list[asyncio.Task[None]] = []
+        self._warming: asyncio.Task[None] | None = None
         self._started_at = time.time()
         self._reload_lock = asyncio.Lock()
         self._stopping = False
         self._hurry = asyncio.Event()
+
+    @property
+    def browsers(self) -> BrowserManager:
+        """The agent's Chromium (tests read whether it is up)."""
+        return self._browsers
 
     @property
     def scheduler(self) -> JourneyScheduler:
@@ -95,6 +101,10 @@ class Agent:
         signature = await in_daemon_thread(lambda: config_signature(self.settings.watch_paths))
         config = await in_daemon_thread(self._load)
         self._use(config)
+        if any(journey.kind == "browser" for journey in config.journeys):
+            # Chromium launches while the first slots come: a launch takes a second or
+            # two, which the first run and the runs due behind it would otherwise wait.
+            self._warming = asyncio.create_task(self._browsers.warm(), name="browser-warm")
         self._scheduler.start()
         self._background.append(asyncio.create_task(self._heartbeats(), name="heartbeats"))
         if self.settings.watch_paths:
@@ -233,6 +243,8 @@ class Agent:
         for task in self._background:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self._warming is not None:
+            await self._warming  # not cancelled: a launch cut short could leave a Chromium
         await self._browsers.close()
         await self._sink.close()
         log.info("agent_stopped")
