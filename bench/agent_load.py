@@ -42,10 +42,12 @@ class CountingSink:
     def __init__(self) -> None:
         self.results = 0
         self.failed = 0
+        self.run_seconds: list[float] = []  # how long each run held its browser slot, roughly
 
     async def submit(self, result: RunResult, blobs: Mapping[str, bytes]) -> None:
         self.results += 1
         self.failed += 0 if result.success else 1
+        self.run_seconds.append(result.finished_at - result.started_at)
 
     async def heartbeat(self, heartbeat: AgentHeartbeat) -> None:
         return None
@@ -92,6 +94,12 @@ async def start_delay(
         "runs": sink.results,
         "failed_runs": sink.failed,
         "skipped_runs": stats.skipped_runs,
+        # Runs that take longer (a busy machine) make the next starts wait for a slot.
+        "run_seconds": {
+            "p50": percentile(sink.run_seconds, 0.5),
+            "p99": percentile(sink.run_seconds, 0.99),
+        },
+        "load_average_1m_after": os.getloadavg()[0],
         "at_fire": {
             "p50": percentile(at_fire, 0.5),
             "p99": percentile(at_fire, 0.99),
