@@ -5,7 +5,7 @@ with two browser slots: about 45 % of its capacity. Delay = actual start minus p
 start, once a browser slot was free, p50 and p99. The baseline is the previous
 arithmetic (a table of 1.56-1.95 equal slots per job, each job in the slot its hash point
 falls in or the next free one), put back for its turns by replacing the scheduler's
-spreading function; runs alternate new, baseline, new, baseline.
+spreading function; runs alternate new, baseline, baseline, new (ABBA).
 
 The arithmetic part (no agent) adds journeys one at a time to fleets of 20 to 1,000 and
 counts what moves: how many other jobs, by how much against the even spacing, and how
@@ -94,11 +94,10 @@ async def main(seconds: float, rounds: int) -> None:
     shop = await start_demo_shop()
     figures: dict[str, list[dict[str, Any]]] = {"neighbour_means": [], "table": []}
     try:
-        for _ in range(rounds):
-            for label, spreading in (
-                ("neighbour_means", spread_by_interval),
-                ("table", table_by_interval),
-            ):
+        variants = [("neighbour_means", spread_by_interval), ("table", table_by_interval)]
+        for round_ in range(rounds):
+            # ABBA: neither variant always runs second, after the other's Chromium.
+            for label, spreading in variants if round_ % 2 == 0 else variants[::-1]:
                 scheduler.spread_by_interval = spreading  # type: ignore[attr-defined]
                 found = await start_delay(shop.url, seconds, 50, interval=30)
                 shown = ("at_start", "run_seconds", "load_average_1m_after")
