@@ -124,15 +124,26 @@ async def interleaved(
     rounds: int = 3,
 ) -> tuple[float, float]:
     """Median of (slow - baseline) over interleaved pairs of runs, and the median delay the
-    shop itself measured: one busy moment cannot decide the comparison."""
-    deltas, served = [], []
-    for _ in range(rounds):
+    shop itself measured: one busy moment cannot decide the comparison.
+
+    A page the journey leaves within a frame or two of its last paint may not have
+    reported it: Chromium reports LCP once the paint is presented, and a loaded machine
+    presents late. The result then says so in ``missing``, and the pair is run again, at
+    most ``rounds`` times in all."""
+    deltas, served, unreported = [], [], []
+    while len(deltas) < rounds:
         faults()
-        baseline = measure(page_of(await run_journey(demo_journey()), "open home page"))
+        baseline = page_of(await run_journey(demo_journey()), "open home page")
         faults(**fault)
-        slow = measure(page_of(await run_journey(demo_journey()), "open home page"))
-        assert baseline is not None and slow is not None
-        deltas.append(slow - baseline)
+        slow = page_of(await run_journey(demo_journey()), "open home page")
+        before, after = measure(baseline), measure(slow)
+        if before is None or after is None:
+            reasons = {**baseline.missing, **slow.missing}
+            assert any("before the page was left" in reason for reason in reasons.values())
+            unreported.append(reasons)
+            assert len(unreported) <= rounds, unreported
+            continue
+        deltas.append(after - before)
         served.append(shop.app[DELAYS][served_as])
     return statistics.median(deltas), statistics.median(served)
 
