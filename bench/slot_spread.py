@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import math
 import statistics
 import textwrap
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from bench.agent_load import start_delay
@@ -29,9 +30,7 @@ from bench.common import write
 from probes.agent import scheduler
 from probes.demo_shop.server import start_demo_shop
 from probes.logs import configure_logging
-from probes.slots import slot_offset, spread_by_interval, spread_offsets
-
-Spreading = Callable[[Iterable[str], float], dict[str, float]]
+from probes.slots import Spreading, slot_offset, spread_by_interval, spread_offsets
 
 
 def table_offsets(names: Iterable[str], interval: float) -> dict[str, float]:
@@ -50,13 +49,6 @@ def table_offsets(names: Iterable[str], interval: float) -> dict[str, float]:
         taken.add(slot)
         offsets[name] = slot * width
     return offsets
-
-
-def table_by_interval(jobs: Iterable[tuple[str, float]]) -> dict[str, float]:
-    groups: dict[float, list[str]] = {}
-    for name, interval in jobs:
-        groups.setdefault(interval, []).append(name)
-    return {k: v for i, names in groups.items() for k, v in table_offsets(names, i).items()}
 
 
 def moves(spreading: Spreading, fleet: int, additions: int = 50) -> dict[str, float]:
@@ -94,7 +86,8 @@ async def main(seconds: float, rounds: int) -> None:
     shop = await start_demo_shop()
     figures: dict[str, list[dict[str, Any]]] = {"neighbour_means": [], "table": []}
     try:
-        variants = [("neighbour_means", spread_by_interval), ("table", table_by_interval)]
+        table = functools.partial(spread_by_interval, spread=table_offsets)
+        variants = [("neighbour_means", spread_by_interval), ("table", table)]
         for round_ in range(rounds):
             # ABBA: neither variant always runs second, after the other's Chromium.
             for label, spreading in variants if round_ % 2 == 0 else variants[::-1]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -69,11 +69,11 @@ def slot_start(offset: float, interval: float, now: float) -> float:
 def moved_next_run(previous: datetime, offset: float, interval: float) -> datetime:
     """A moved job's next run: its new slot nearest to the run it had planned.
 
-    Moving a job to a later point is harmless, but APScheduler starts a re-added job at
-    the first slot after now: a job moved to an earlier point whose new time just passed
-    would lose a whole interval. The nearest slot may be a moment ago; it then runs at
-    once (a late run within its grace time), so the gap between two runs stays within
-    half an interval of the interval."""
+    APScheduler starts a re-added job at the first slot after now: a job moved to an
+    earlier point whose new time just passed would lose a whole interval, and one moved
+    to a later point just after it ran would run again at once. The nearest slot may be a
+    moment ago; it then runs at once (a late run within its grace time), so the gap
+    between two runs stays within half an interval of the interval."""
     return datetime.fromtimestamp(slot_start(offset, interval, previous.timestamp()), UTC)
 
 
@@ -109,12 +109,18 @@ def slot_job(
     return options
 
 
-def spread_by_interval(jobs: Iterable[tuple[str, float]]) -> dict[str, float]:
-    """``spread_offsets`` for each group of jobs sharing an interval."""
+Spreading = Callable[[Iterable[str], float], dict[str, float]]
+
+
+def spread_by_interval(
+    jobs: Iterable[tuple[str, float]], spread: Spreading = spread_offsets
+) -> dict[str, float]:
+    """``spread`` (``spread_offsets``; a benchmark's baseline) for each group of jobs
+    sharing an interval."""
     groups: dict[float, list[str]] = {}
     for name, interval in jobs:
         groups.setdefault(interval, []).append(name)
     offsets: dict[str, float] = {}
     for interval, names in groups.items():
-        offsets.update(spread_offsets(names, interval))
+        offsets.update(spread(names, interval))
     return offsets
