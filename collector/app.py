@@ -117,13 +117,23 @@ async def _history(app: web.Application) -> AsyncIterator[None]:
     history = RunHistory(settings.database, settings.history_per_series, app[REGISTRY])
     await history.open()
     app[HISTORY] = history
-    app[INGESTOR] = Ingestor(app[STATE], history, app[REGISTRY], settings.limits)
+    renderer = app[RENDERER]
+    app[INGESTOR] = Ingestor(
+        app[STATE], history, app[REGISTRY], settings.limits, on_applied=renderer.changed
+    )
     await app[INGESTOR].load_seen()
     await _restore_state(app)
+    renderer.changed(app[STATE].series)
+    fresh = asyncio.create_task(renderer.keep_fresh(app[STATE]), name="metrics-keep-fresh")
     log.info("collector_ready", database=str(settings.database))
-    async with _split_deployment(app):
-        yield
-    await history.close()
+    try:
+        async with _split_deployment(app):
+            yield
+    finally:
+        fresh.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await fresh
+        await history.close()
 
 
 @contextlib.asynccontextmanager
@@ -336,8 +346,7 @@ async def get_metrics(request: web.Request) -> web.Response:
     scraper accepts it (Prometheus does), compressed off the event loop at level 1: text
     this repetitive shrinks about 20 times even at the fastest level."""
     own = generate_latest(request.app[REGISTRY])
-    journeys = await request.app[RENDERER].render(request.app[STATE])
-    body = own + journeys.encode()
+    body = own + await request.app[RENDERER].render(request.app[STATE])
     headers = {"Content-Type": CONTENT_TYPE_LATEST, "Vary": "Accept-Encoding"}
     if accepts_gzip(request.headers.get("Accept-Encoding", "")):
         body = await asyncio.to_thread(gzip.compress, body, compresslevel=1, mtime=0)

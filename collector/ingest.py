@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -79,8 +80,10 @@ class Ingestor:
         history: RunHistory,
         registry: CollectorRegistry,
         limits: IngestLimits | None = None,
+        on_applied: Callable[[list[SeriesKey]], None] = lambda keys: None,
     ) -> None:
         self._state = state
+        self._on_applied = on_applied  # the series each accepted batch changed (/metrics)
         self._history = history
         self.limits = limits or IngestLimits()
         self._seen: OrderedDict[str, None] = OrderedDict()
@@ -185,16 +188,19 @@ class Ingestor:
         agent added): re-serialising it would cost a third of ingest time.
         """
         accepted = duplicates = 0
+        changed: list[SeriesKey] = []
         for result, document in results:
             if result.run_id in self._seen:
                 duplicates += 1
                 self._received.labels("duplicate").inc()
                 continue
             self._remember(result)
-            self._state.apply(result)
+            changed.append(self._state.apply(result))
             self._history.add(_row(result, document))
             self._received.labels("accepted").inc()
             accepted += 1
+        if changed:
+            self._on_applied(changed)
         return IngestOutcome(accepted, duplicates)
 
     def ingest(self, documents: list[object]) -> IngestOutcome:

@@ -114,8 +114,9 @@ class CollectorState:
     _per_location: Counter[str] = field(default_factory=Counter)
     _owner: dict[SeriesKey, str] = field(default_factory=dict)  # the agent that created it
 
-    def apply(self, result: RunResult) -> None:
-        """Count a run into its series, creating the series on its first run."""
+    def apply(self, result: RunResult) -> SeriesKey:
+        """Count a run into its series, creating the series on its first run; returns the
+        series' key."""
         key = (result.journey, result.location, result.device)
         series = self.series.get(key)
         if series is None:
@@ -124,6 +125,7 @@ class CollectorState:
             self._per_agent[result.agent] += 1
             self._per_location[result.location] += 1
         series.count(result)
+        return key
 
     def restore(self, results: list[RunResult]) -> None:
         """Where each series stood before a restart (its latest run, the failed scheduled runs
