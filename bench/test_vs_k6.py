@@ -73,7 +73,12 @@ async def main(rounds: int) -> None:
         k6_env = {
             **env,
             "K6_BROWSER_EXECUTABLE_PATH": chromium,
-            "K6_BROWSER_ARGS": ",".join(arg.removeprefix("--") for arg in LAUNCH_ARGS[1:]),
+            # K6_BROWSER_ARGS is comma-separated: a flag with commas in its value (our
+            # --enable-features) cannot pass, so k6's Chromium keeps its network service
+            # in a process of its own.
+            "K6_BROWSER_ARGS": ",".join(
+                arg.removeprefix("--") for arg in LAUNCH_ARGS[1:] if "," not in arg
+            ),
         }
         parcours = [sys.executable, "-m", "probes.cli", "test", "--json", str(config)]
         k6 = [k6_binary(), "run", "-q", "--summary-export", str(summary_file)]
