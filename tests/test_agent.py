@@ -61,6 +61,17 @@ def journey(name: str, shop: RunningShop, query: str = "", interval: str = "1s")
 """
 
 
+API_CHECK = """
+  - name: api
+    kind: http
+    base_url: http://127.0.0.1:9
+    interval: 1h
+    steps:
+      - name: call
+        request: {url: /}
+"""
+
+
 def agent_for(config: Path, collector: Collector, **settings: object) -> Agent:
     options = {"name": "test-agent", "heartbeat_interval": 0.5, **settings}
     return Agent(
@@ -176,21 +187,29 @@ async def test_an_agent_launches_chromium_at_start_so_its_first_runs_do_not_wait
 async def test_an_agent_with_api_checks_only_never_launches_chromium(
     collector: Collector, tmp_path: Path
 ) -> None:
-    api = """
-  - name: api
-    kind: http
-    base_url: http://127.0.0.1:9
-    interval: 1h
-    steps:
-      - name: call
-        request: {url: /}
-"""
-    agent = agent_for(write_config(tmp_path / "a.yaml", "journeys:" + api), collector)
+    agent = agent_for(write_config(tmp_path / "a.yaml", "journeys:" + API_CHECK), collector)
     await agent.start()
     try:
         await asyncio.sleep(1)  # a launch takes about a second on this machine
         assert not agent.browsers.launched
         assert agent.browsers.choice is None  # not even looked for
+    finally:
+        await agent.stop()
+
+
+async def test_a_reload_that_brings_the_first_browser_journey_launches_chromium_before_it_runs(
+    shop: RunningShop, collector: Collector, tmp_path: Path
+) -> None:
+    path = write_config(tmp_path / "a.yaml", "journeys:" + API_CHECK)
+    agent = agent_for(path, collector)
+    await agent.start()
+    agent.scheduler.pause()  # no run at all: what launches Chromium is the reload itself
+    try:
+        assert not agent.browsers.launched
+        write_config(path, "journeys:" + API_CHECK + journey("hourly", shop, interval="1h"))
+        assert await agent.reload("test")
+        await wait_until(lambda: _async(agent.browsers.launched), 60, "Chromium launched")
+        assert not await all_runs(collector)
     finally:
         await agent.stop()
 

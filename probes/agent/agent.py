@@ -101,10 +101,6 @@ class Agent:
         signature = await in_daemon_thread(lambda: config_signature(self.settings.watch_paths))
         config = await in_daemon_thread(self._load)
         self._use(config)
-        if any(journey.kind == "browser" for journey in config.journeys):
-            # Chromium launches while the first slots come: a launch takes a second or
-            # two, which the first run and the runs due behind it would otherwise wait.
-            self._warming = asyncio.create_task(self._browsers.warm(), name="browser-warm")
         self._scheduler.start()
         self._background.append(asyncio.create_task(self._heartbeats(), name="heartbeats"))
         if self.settings.watch_paths:
@@ -130,6 +126,17 @@ class Agent:
         self._scrubber.masker = config.masker
         self.stats.config_reload_successful = True
         self.stats.config_last_reload_success_at = time.time()
+        self._warm_for(config)
+
+    def _warm_for(self, config: LoadedConfig) -> None:
+        """Launch Chromium while the first slots come, at start or when a reload brings the
+        first browser journey: a launch takes a second or two, which the first run and the
+        runs due behind it would otherwise wait. An agent of API checks never launches it."""
+        if not any(journey.kind == "browser" for journey in config.journeys):
+            return
+        if self._browsers.launched or (self._warming is not None and not self._warming.done()):
+            return
+        self._warming = asyncio.create_task(self._browsers.warm(), name="browser-warm")
 
     async def reload(self, reason: str) -> bool:
         """Reread the config; keep the old one if the new one fails in any way."""
