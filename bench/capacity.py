@@ -18,6 +18,9 @@ Target: at least 57 runs a minute (three times Elastic's published 57 monitors e
 3 minutes for a 2-CPU private agent).
 
     .venv/bin/python -m bench.capacity [--window 90] [--rates 4 6 8 12 ...]
+
+With --journey home-page, the same ladder for a simple monitor (the home page loaded and
+checked), the kind of monitor Elastic's figure counts; written to capacity_home_page.json.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from bench.common import write
@@ -84,6 +87,30 @@ def checkout_only(device: str, copies: int, shop_url: str) -> str:
     return head + "journeys:\n" + copied
 
 
+def home_page_only(device: str, copies: int, shop_url: str) -> str:
+    """A simple browser monitor, as in Elastic's figure: the home page loaded and checked
+    (its title and hero image), ``copies`` times, on one device."""
+    journeys = "".join(
+        f"""  - name: home-page-{i:02d}
+    base_url: {shop_url}
+    devices: [{device}]
+    retries: 0
+    steps:
+      - name: open home page
+        goto: /
+        expect:
+          - title: ^Home
+          - visible: {{role: img, name: Autumn collection}}
+"""
+        for i in range(copies)
+    )
+    return f"defaults:\n  interval: {INTERVAL}s\n  timeout: 12s\njourneys:\n{journeys}"
+
+
+Journeys = Callable[[str, int, str], str]  # device, copies, shop URL -> config text
+JOURNEYS: dict[str, Journeys] = {"checkout": checkout_only, "home-page": home_page_only}
+
+
 def step_times(results: list[RunResult]) -> dict[str, list[float]]:
     times: dict[str, list[float]] = defaultdict(list)
     for result in results:
@@ -109,9 +136,9 @@ def journey_step_time(results: list[RunResult]) -> float:
     return sum(statistics.median(v) for step, v in times.items() if step not in optional)
 
 
-async def idle(device: str, shop_url: str) -> tuple[float, dict[str, float]]:
+async def idle(journeys: Journeys, device: str, shop_url: str) -> tuple[float, dict[str, float]]:
     """Median step time of the journey and of each step with nothing else running."""
-    config = load_config_text(checkout_only(device, 1, shop_url), env={})
+    config = load_config_text(journeys(device, 1, shop_url), env={})
     results = []
     async with BrowserManager() as browsers:
         await run(config.journeys[0], browsers, RunRequest(device), config.masker)  # warm-up
@@ -126,11 +153,17 @@ async def idle(device: str, shop_url: str) -> tuple[float, dict[str, float]]:
 
 
 async def level(
-    device: str, rate: int, window: float, shop_url: str, idle: tuple[float, dict[str, float]]
+    journeys: Journeys,
+    *,
+    device: str,
+    rate: int,
+    window: float,
+    shop_url: str,
+    idle: tuple[float, dict[str, float]],
 ) -> dict[str, object]:
-    """Run ``rate`` checkouts a minute for one interval plus ``window`` seconds."""
+    """Run ``rate`` journeys a minute for one interval plus ``window`` seconds."""
     copies = rate * INTERVAL // 60
-    config = load_config_text(checkout_only(device, copies, shop_url), env={})
+    config = load_config_text(journeys(device, copies, shop_url), env={})
     recorder, stats = Recorder(), AgentStats()
     cpus = os.cpu_count() or 1
     agent = Agent(
@@ -188,8 +221,10 @@ async def level(
     }
 
 
-async def ladder(device: str, rates: list[int], window: float, shop_url: str) -> dict[str, object]:
-    baseline = await idle(device, shop_url)
+async def ladder(
+    journeys: Journeys, device: str, rates: list[int], window: float, shop_url: str
+) -> dict[str, object]:
+    baseline = await idle(journeys, device, shop_url)
     print(f"{device}: idle step time {baseline}", file=sys.stderr, flush=True)
     levels, capacity = [], 0
     for rate in rates:
@@ -197,7 +232,14 @@ async def ladder(device: str, rates: list[int], window: float, shop_url: str) ->
         # 0.6 s, so one slow moment of the machine moves a 90 s window's medians by 20 %.
         # Capacity is a rate sustained, not one lucky or unlucky window.
         for attempt in (1, 2):
-            found = await level(device, rate, window, shop_url, baseline)
+            found = await level(
+                journeys,
+                device=device,
+                rate=rate,
+                window=window,
+                shop_url=shop_url,
+                idle=baseline,
+            )
             found["attempt"] = attempt
             levels.append(found)
             print(
@@ -221,7 +263,7 @@ async def ladder(device: str, rates: list[int], window: float, shop_url: str) ->
     }
 
 
-async def main(window: float, rates: list[int], devices: list[str]) -> None:
+async def main(window: float, rates: list[int], devices: list[str], journey: str) -> None:
     port, tls_port = free_port(), free_port()
     shop_url = f"http://127.0.0.1:{port}"
     with (
@@ -245,10 +287,14 @@ async def main(window: float, rates: list[int], devices: list[str]) -> None:
             return (await asyncio.to_thread(http_get, shop_url + "/", 2))[0] == 200
 
         await wait_until(shop_up, 30, "the demo shop")
-        found = {device: await ladder(device, rates, window, shop_url) for device in devices}
+        found = {
+            device: await ladder(JOURNEYS[journey], device, rates, window, shop_url)
+            for device in devices
+        }
     write(
-        "capacity",
+        "capacity" if journey == "checkout" else f"capacity_{journey.replace('-', '_')}",
         {
+            "journey": journey,
             "interval_seconds": INTERVAL,
             "window_seconds": window,
             "tolerance": TOLERANCE,
@@ -264,6 +310,7 @@ if __name__ == "__main__":
     parser.add_argument("--window", type=float, default=90.0)
     parser.add_argument("--rates", type=int, nargs="+", default=RATES)
     parser.add_argument("--devices", nargs="+", default=["desktop", "mobile"])
+    parser.add_argument("--journey", choices=sorted(JOURNEYS), default="checkout")
     options = parser.parse_args()
     configure_logging("error")
-    asyncio.run(main(options.window, options.rates, options.devices))
+    asyncio.run(main(options.window, options.rates, options.devices, options.journey))
