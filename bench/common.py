@@ -67,6 +67,43 @@ def tree_cpu_seconds(root: int | None = None) -> float:
     return sum(process_cpu_seconds(pid) for pid in descendants(root or os.getpid()))
 
 
+def process_role(pid: int, root: int) -> str:
+    """Which part of an agent's tree a process is: the agent (``root``), Playwright's
+    driver, or a kind of Chromium process."""
+    if pid == root:
+        return "agent"
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
+    except OSError:
+        return "gone"
+    if len(argv) == 1:  # Chromium rewrites its children's command line as one string
+        argv = argv[0].split(b" ")
+    command = b" ".join(argv).decode(errors="replace")
+    if "run-driver" in command or Path(argv[0].decode(errors="replace")).name == "node":
+        return "driver"
+    for arg in argv:
+        if arg.startswith(b"--type="):
+            kind = arg.removeprefix(b"--type=").decode(errors="replace")
+            if kind == "utility":
+                sub = [a for a in argv if a.startswith(b"--utility-sub-type=")]
+                name = sub[0].decode().rsplit(".", 1)[-1] if sub else "utility"
+                return f"chromium {name}"
+            return f"chromium {kind}"
+    return "chromium browser"
+
+
+def tree_cpu_by_role(root: int | None = None) -> dict[str, float]:
+    """CPU seconds so far of a process tree, by ``process_role``."""
+    from tests.services import descendants
+
+    root = root or os.getpid()
+    found: dict[str, float] = {}
+    for pid in descendants(root):
+        role = process_role(pid, root)
+        found[role] = found.get(role, 0.0) + process_cpu_seconds(pid)
+    return found
+
+
 def pss_bytes(pid: int) -> int:
     """Proportional set size of a process (shared pages split among their users); 0 for a
     process already gone."""

@@ -26,9 +26,8 @@ import sys
 import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
-from bench.common import process_cpu_seconds, pss_bytes, write
+from bench.common import process_cpu_seconds, process_role, pss_bytes, write
 from probes.browser import DRIVER_NODE_OPTIONS, LAUNCH_ARGS
 from probes.demo_shop.server import start_demo_shop
 from tests.services import descendants
@@ -66,37 +65,13 @@ RUNS = 3  # demo checkouts on mobile between the two measures: their CPU and wal
 MEMORY = ("launched", "ran")
 
 
-def role(pid: int, root: int) -> str:
-    """Which part of the tree a process is."""
-    if pid == root:
-        return "agent"
-    try:
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
-    except OSError:
-        return "gone"
-    if len(argv) == 1:  # Chromium rewrites its children's command line as one string
-        argv = argv[0].split(b" ")
-    command = b" ".join(argv).decode(errors="replace")
-    if "run-driver" in command or Path(argv[0].decode(errors="replace")).name == "node":
-        return "driver"
-    for arg in argv:
-        if arg.startswith(b"--type="):
-            kind = arg.removeprefix(b"--type=").decode(errors="replace")
-            if kind == "utility":
-                sub = [a for a in argv if a.startswith(b"--utility-sub-type=")]
-                name = sub[0].decode().rsplit(".", 1)[-1] if sub else "utility"
-                return f"chromium {name}"
-            return f"chromium {kind}"
-    return "chromium browser"
-
-
 def tree(root: int) -> tuple[dict[str, float], dict[str, float]]:
     """PSS in MiB and CPU seconds so far, by role."""
     memory: dict[str, float] = defaultdict(float)
     cpu: dict[str, float] = defaultdict(float)
     for pid in descendants(root):
-        memory[role(pid, root)] += pss_bytes(pid) / MIB
-        cpu[role(pid, root)] += process_cpu_seconds(pid)
+        memory[process_role(pid, root)] += pss_bytes(pid) / MIB
+        cpu[process_role(pid, root)] += process_cpu_seconds(pid)
     return dict(memory), dict(cpu)
 
 
