@@ -41,11 +41,11 @@ LAUNCH_ARGS = (
     # Chromium holds 19-24 MiB less, for the same CPU per run.
     "--no-zygote",
     "--in-process-gpu",
-    # The network service in the browser's process rather than its own: 35-60 MiB less
-    # idle (bench.idle_memory); it is how Chromium runs on Android's smaller devices. A
-    # crash of it now takes the browser down, which BrowserManager replaces like any
-    # other. Chromium reads the last --enable-features only, so this one carries the
-    # features Playwright enables itself (a test compares it with Playwright's list).
+    # The network service in the browser's process rather than its own: 18 MiB less idle
+    # (bench.idle_memory; its process showed 48, but the others take over its share of
+    # the shared pages). A crash of it now takes the browser down, which BrowserManager
+    # replaces like any other. Chromium reads the last --enable-features only, so this
+    # one carries the features Playwright enables itself (a test compares the two lists).
     "--enable-features=" + ",".join((*PLAYWRIGHT_FEATURES, "NetworkServiceInProcess2")),
 )
 # Playwright's driver (Node) with a 1 MiB young generation instead of 16: 14-18 MiB less
