@@ -187,8 +187,8 @@ class Ingestor:
         History keeps the document as received (validated, and with any field a newer
         agent added): re-serialising it would cost a third of ingest time.
         """
-        accepted = duplicates = 0
-        changed: list[SeriesKey] = []
+        duplicates = 0
+        changed: list[SeriesKey] = []  # one per accepted result
         for result, document in results:
             if result.run_id in self._seen:
                 duplicates += 1
@@ -198,10 +198,9 @@ class Ingestor:
             changed.append(self._state.apply(result))
             self._history.add(_row(result, document))
             self._received.labels("accepted").inc()
-            accepted += 1
         if changed:
             self._on_applied(changed)
-        return IngestOutcome(accepted, duplicates)
+        return IngestOutcome(len(changed), duplicates)
 
     def ingest(self, documents: list[object]) -> IngestOutcome:
         """Parse, then accept: the one entry point for HTTP and the embedded agent."""

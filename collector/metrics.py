@@ -553,8 +553,7 @@ class MetricsRenderer:
     core, longer than the rest of the scrape together)."""
 
     def __init__(self) -> None:
-        # Series -> (the state object and its version when rendered, the render): a series
-        # forgotten and created again starts from version 1 too, but is another object.
+        # Series -> (the state object and its version when rendered, the render).
         self._rendered: dict[SeriesKey, tuple[SeriesState, int, Rendered]] = {}
         # Family name -> series -> its lines: a scrape joins each family's values in turn.
         self._families: dict[str, dict[SeriesKey, bytes]] = {
@@ -608,7 +607,6 @@ class MetricsRenderer:
         of forgotten series; returns how many were rendered. Scans every version rather
         than trust the pending set alone (whatever changed the state, the scrape has it),
         and yields between slices so ingest keeps flowing."""
-        rendered = self._rendered
         done = 0
         for key in self.stale(state):
             series = state.series.get(key)
@@ -616,27 +614,26 @@ class MetricsRenderer:
                 done += 1
                 if done % SLICE == 0:
                     await asyncio.sleep(0)
-        for gone in rendered.keys() - state.series.keys():
+        for gone in self._rendered.keys() - state.series.keys():
             self._forget(gone)
         return done
 
     def stale(self, state: CollectorState) -> list[SeriesKey]:
         """Series whose kept lines are not their latest result's: what a scrape would
         render now."""
-        rendered = self._rendered
-        return [
-            key
-            for key, series in state.series.items()
-            if (kept := rendered.get(key)) is None
-            or kept[0] is not series
-            or kept[1] != series.version
-        ]
+        return [key for key, series in state.series.items() if not self._current(key, series)]
+
+    def _current(self, key: SeriesKey, series: SeriesState) -> bool:
+        """Whether the kept lines are this series' as it stands: the same state object (a
+        series forgotten and created again starts from version 1 too) at the same version."""
+        kept = self._rendered.get(key)
+        return kept is not None and kept[0] is series and kept[1] == series.version
 
     def _render_one(self, key: SeriesKey, series: SeriesState) -> int:
+        if self._current(key, series):
+            return 0  # rendered since the scrape or the pass listed it
         kept = self._rendered.get(key)
         version = series.version
-        if kept is not None and kept[0] is series and kept[1] == version:
-            return 0  # already rendered as it stands
         try:
             fresh = render_series(series, kept[2] if kept is not None else None)
         except Exception as exc:  # noqa: BLE001 - one series never takes /metrics down
