@@ -125,24 +125,14 @@ async def test_the_agent_launches_the_lighter_driver_and_chromium_and_a_users_no
     assert not [line for _, line in tree if "--type=zygote" in line or "--type=gpu" in line]
 
 
-def command_lines(root: int) -> list[list[str]]:
-    """The argv of a process and of every process below it."""
-    found = []
-    for pid in descendants(root):
-        try:
-            found.append(Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0"))
-        except OSError:
-            continue
-    return found
-
-
 async def test_chromium_runs_its_network_service_inside_and_keeps_playwrights_features() -> None:
     """Chromium reads only the last --enable-features: the agent's must carry every feature
     Playwright enables itself, or upgrading Playwright would silently drop one."""
     async with BrowserManager() as browsers:
         await browsers.get()
         [main] = chromium_main_processes(os.getpid())
-        argv, *helpers = command_lines(main)
+        argv = _cmdline(main).split()  # no feature name holds a space
+        helpers = [_cmdline(pid) for pid in descendants(main) if pid != main]
 
     enabled = [
         arg.removeprefix("--enable-features=").split(",")
@@ -153,4 +143,4 @@ async def test_chromium_runs_its_network_service_inside_and_keeps_playwrights_fe
     *playwrights, ours = enabled
     assert {feature for features in playwrights for feature in features if feature} <= set(ours)
     assert "NetworkServiceInProcess2" in ours
-    assert not [h for h in helpers if any("network.mojom.NetworkService" in a for a in h)]
+    assert not [line for line in helpers if "network.mojom.NetworkService" in line]
