@@ -87,6 +87,12 @@ def document(journey: int, device: str, run: int) -> dict[str, Any]:
     return to_dict(replace(result))
 
 
+def every_series(first_run: int) -> list[dict[str, Any]]:
+    """One result for each of the 1,000 journeys x 3 devices, numbered from ``first_run``."""
+    pairs = ((j, d) for j in range(1000) for d in DEVICES)
+    return [document(j, d, first_run + i) for i, (j, d) in enumerate(pairs)]
+
+
 def time_get(url: str) -> float:
     """Seconds for one complete GET, body included."""
     start = time.perf_counter()
@@ -192,10 +198,7 @@ async def measure(count: int, code: Path) -> dict[str, Any]:
             cold, changed, unchanged, size = [], [], [], 0
             cold_gzip, gzip_size = [], 0
             for round_ in range(8):
-                everything = [
-                    document(j, d, 20 * count + round_ * 3000 + i)
-                    for i, (j, d) in enumerate((j, d) for j in range(1000) for d in DEVICES)
-                ]
+                everything = every_series(20 * count + round_ * 3000)
                 await post_all(url, everything, batch=100, parallel=4)
                 if round_ % 2:  # alternate: each scrape renders every series afresh
                     seconds, gzip_size = time_gzip_get(f"{url}/metrics")
@@ -211,10 +214,7 @@ async def measure(count: int, code: Path) -> dict[str, Any]:
                 unchanged.append(time_get(f"{url}/metrics"))
             spread, spread_gzip = [], []
             for round_ in range(6):
-                everything = [
-                    document(j, d, 40 * count + round_ * 3000 + i)
-                    for i, (j, d) in enumerate((j, d) for j in range(1000) for d in DEVICES)
-                ]
+                everything = every_series(40 * count + round_ * 3000)
                 await post_paced(url, everything, SPREAD_PER_SECOND)
                 if round_ % 2:
                     spread_gzip.append(time_gzip_get(f"{url}/metrics")[0])

@@ -27,7 +27,7 @@ import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 
-from bench.common import process_cpu_seconds, process_role, pss_bytes, write
+from bench.common import process_role, pss_bytes, tree_cpu_by_role, write
 from probes.browser import DRIVER_NODE_OPTIONS, LAUNCH_ARGS
 from probes.demo_shop.server import start_demo_shop
 from tests.services import descendants
@@ -68,11 +68,9 @@ MEMORY = ("launched", "ran")
 def tree(root: int) -> tuple[dict[str, float], dict[str, float]]:
     """PSS in MiB and CPU seconds so far, by role."""
     memory: dict[str, float] = defaultdict(float)
-    cpu: dict[str, float] = defaultdict(float)
     for pid in descendants(root):
         memory[process_role(pid, root)] += pss_bytes(pid) / MIB
-        cpu[process_role(pid, root)] += process_cpu_seconds(pid)
-    return dict(memory), dict(cpu)
+    return dict(memory), tree_cpu_by_role(root)
 
 
 async def child(variant: str, variables: dict[str, str]) -> None:

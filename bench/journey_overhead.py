@@ -105,8 +105,8 @@ async def main(runs: int, warmup: int) -> None:
                     ("hand_written", start_cpu, middle_cpu),
                     ("parcours", middle_cpu, end_cpu),
                 ):
-                    cpu[name].append(sum(after.values()) - sum(before.values()))
                     spent = _chromium_together(after, before)
+                    cpu[name].append(sum(spent.values()))
                     for role, seconds in spent.items():
                         by_role[name].setdefault(role, []).append(seconds)
     await shop.stop()
