@@ -225,6 +225,15 @@ async def _runs_at_least(url: str, count: int) -> list[dict[str, Any]] | None:
     return runs if len(runs) >= count else None
 
 
+async def _same_runs(first: str, second: str) -> bool:
+    """Whether both collectors hold as many runs, twice in a row a moment apart."""
+    counts = []
+    for _ in range(2):
+        counts += [len(await all_runs(first)), len(await all_runs(second))]
+        await asyncio.sleep(0.5)
+    return len(set(counts)) == 1
+
+
 async def test_an_agent_killed_mid_run_has_its_job_run_by_another_agent_within_the_slot(
     hub: NatsHub, api: tuple[CountingApi, str], tmp_path: Path
 ) -> None:
@@ -297,7 +306,9 @@ async def test_two_collectors_schedule_each_job_once_and_one_stopped_catches_up_
         first = stack.enter_context(
             started_process(nats_agent(hub, "lyon", "one"), tmp_path / "one.log")
         )
-        stack.enter_context(started_process(nats_agent(hub, "lyon", "two"), tmp_path / "two.log"))
+        second = stack.enter_context(
+            started_process(nats_agent(hub, "lyon", "two"), tmp_path / "two.log")
+        )
         await wait_until(
             lambda: _runs_at_least(urls["b"], 4), 60, "runs seen by the second collector"
         )
@@ -305,7 +316,7 @@ async def test_two_collectors_schedule_each_job_once_and_one_stopped_catches_up_
         stopped_at = time.time()
         await asyncio.sleep(outage / 2)
         stop_process(first)  # an agent restarted during the outage
-        stack.enter_context(
+        first_again = stack.enter_context(
             started_process(nats_agent(hub, "lyon", "one"), tmp_path / "one-again.log")
         )
         await asyncio.sleep(max(0.0, outage - (time.time() - stopped_at)))
@@ -315,6 +326,11 @@ async def test_two_collectors_schedule_each_job_once_and_one_stopped_catches_up_
             lambda: _runs_at_least(urls["b"], made), 60, "the returning collector to catch up"
         )
         await wait_until(lambda: _runs_at_least(urls["a"], made), 30, "the first collector")
+        # Runs go on meanwhile: with the agents stopped (their runs in flight finish and
+        # are published), both collectors can be read at the same point of the stream.
+        stop_process(first_again)
+        stop_process(second)
+        await wait_until(lambda: _same_runs(urls["a"], urls["b"]), 60, "both collectors level")
         runs = {k: await all_runs(url) for k, url in urls.items()}
         series = {k: journey_series(await metrics(url)) for k, url in urls.items()}
         published = await metrics(urls["a"]) + await metrics(urls["b"])
