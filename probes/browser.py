@@ -168,7 +168,13 @@ class BrowserManager:
         self.choice = find_chromium(chromium.executable_path)
         try:
             browser = await chromium.launch(
-                executable_path=self.choice.path, args=list(self._args), headless=True
+                executable_path=self.choice.path,
+                args=list(self._args),
+                headless=True,
+                # A terminal's Ctrl-C reaches the driver too (same process group); by
+                # default it would close Chromium under the runs this process is letting
+                # finish. The driver ignores SIGINT itself once this is off.
+                handle_sigint=False,
             )
         except Exception as exc:
             raise BrowserUnavailableError(

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_CONFIG, EXIT_NO_BROWSER = 0, 1, 2, 3
 EXIT_USAGE = 2  # as argparse exits on a usage error
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a command stopped by Ctrl-C
 _T = TypeVar("_T")
 HELP = """Synthetic monitoring of the journeys your customers take: Parcours drives a real
 browser (and HTTP/TCP checks) through them on schedule, step by step, on a phone profile
@@ -353,6 +354,9 @@ def _run(coroutine: Coroutine[Any, Any, _T]) -> tuple[int, _T | None]:
     except (OSError, ValueError) as exc:
         print(f"parcours: {exc}", file=sys.stderr)
         return EXIT_FAILED, None
+    except KeyboardInterrupt:  # asyncio.run cancelled the command, which closed what it had
+        print("parcours: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED, None
 
 
 def _serve(coroutine: Coroutine[Any, Any, None]) -> int:

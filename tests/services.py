@@ -110,8 +110,11 @@ def parcours_run(
     data_dir: Path,
     env: dict[str, str] | None = None,
     extra: tuple[str, ...] = (),
+    own_process_group: bool = False,
 ) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    """`parcours run` as a real process; yields it and its collector's URL."""
+    """`parcours run` as a real process; yields it and its collector's URL. In its own
+    process group when asked, so that a test can signal the group as a terminal's Ctrl-C
+    does."""
     port = free_port()
     args = [
         sys.executable,
@@ -132,7 +135,12 @@ def parcours_run(
         args.append(str(config))
     log = (data_dir.parent / f"parcours-{port}.log").open("w")
     process = subprocess.Popen(
-        args, stdout=log, stderr=subprocess.STDOUT, text=True, env={**os.environ, **(env or {})}
+        args,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, **(env or {})},
+        process_group=0 if own_process_group else None,
     )
     try:
         yield process, f"http://127.0.0.1:{port}"

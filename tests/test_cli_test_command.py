@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
 from probes.demo_shop.server import RunningShop
+from tests.services import chromium_with_marker, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -304,3 +309,70 @@ journeys:
     assert "✓ shop-home · http" in api_only.stdout
     assert journey.returncode != 0
     assert "no-such-chromium does not exist" in journey.stdout + journey.stderr
+
+
+# As a terminal starts a foreground command: Ctrl-C at its default (a suite started in the
+# background inherits SIGINT ignored, which a command rightly keeps).
+IN_A_TERMINAL = (
+    "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "sys.argv = ['parcours', *sys.argv[1:]]; runpy.run_module('probes.cli', run_name='__main__')"
+)
+
+
+async def test_ctrl_c_stops_a_test_at_once_says_so_and_leaves_no_chromium(
+    tmp_path: Path,
+) -> None:
+    arrived = asyncio.Event()
+
+    async def hang(_: web.Request) -> web.Response:
+        arrived.set()
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    app = web.Application()
+    app.router.add_get("/", hang)
+    runner = web.AppRunner(app, shutdown_timeout=0.5)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    config = tmp_path / "hang.yaml"
+    config.write_text(
+        f"""
+journeys:
+  - name: hangs
+    base_url: http://127.0.0.1:{port}
+    devices: [desktop]
+    step_timeout: 2m
+    steps:
+      - name: home
+        goto: /
+"""
+    )
+    marker = f"PARCOURS_TEST_{uuid.uuid4().hex}"
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        IN_A_TERMINAL,
+        "test",
+        str(config),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, marker: "1"},
+        process_group=0,  # its own group, signalled whole as a terminal's Ctrl-C does
+    )
+    try:
+        await asyncio.wait_for(arrived.wait(), 60)
+        os.killpg(process.pid, signal.SIGINT)
+        out_bytes, err_bytes = await asyncio.wait_for(process.communicate(), 60)
+        out, err = out_bytes.decode(), err_bytes.decode()
+        left = chromium_with_marker(marker)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        await runner.cleanup()
+
+    assert process.returncode == 130, out + err
+    assert err.strip().splitlines()[-1] == "parcours: interrupted"
+    assert "Traceback" not in out + err
+    assert left == []

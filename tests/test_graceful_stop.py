@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import sqlite3
 import time
@@ -74,6 +75,35 @@ async def test_sigterm_during_a_run_lets_it_finish_and_keeps_its_result(
     assert seen_chromium == []
 
 
+async def test_ctrl_c_in_a_terminal_during_a_run_lets_it_finish_without_errors(
+    shop: RunningShop, tmp_path: Path
+) -> None:
+    """A terminal's Ctrl-C signals the whole foreground process group, Playwright's driver
+    included: the driver must leave Chromium to the agent's own graceful stop."""
+    marker = f"PARCOURS_TEST_{uuid.uuid4().hex}"
+    data_dir = tmp_path / "data"
+    config = slow_journey(tmp_path, shop, delay_ms=3000)
+    with parcours_run(config, data_dir, env={marker: "1"}, own_process_group=True) as (
+        process,
+        collector,
+    ):
+        await wait_until(lambda: a_run_in_flight(collector), 60, "a run in flight")
+        assert not stored_runs(data_dir)
+        signalled = time.time()
+        os.killpg(process.pid, signal.SIGINT)
+        code = await asyncio.to_thread(process.wait, 60)
+        seen_chromium = chromium_with_marker(marker)
+    output = await asyncio.to_thread(_logs, tmp_path)
+
+    runs = stored_runs(data_dir)
+    assert code == 0
+    assert [(journey, status) for journey, status, _ in runs] == [("slow", "degraded")]
+    assert runs[0][2] > signalled
+    assert "Traceback" not in output
+    assert "exception was never retrieved" not in output
+    assert seen_chromium == []
+
+
 async def test_a_second_sigterm_stops_at_once_without_waiting_for_the_grace(
     shop: RunningShop, tmp_path: Path
 ) -> None:
@@ -100,8 +130,9 @@ async def test_a_second_sigterm_stops_at_once_without_waiting_for_the_grace(
     assert left == []
 
 
-async def _logged(folder: Path, event: str) -> bool:
-    def search() -> bool:
-        return any(event in log.read_text() for log in folder.glob("parcours-*.log"))
+def _logs(folder: Path) -> str:
+    return "\n".join(log.read_text() for log in folder.glob("parcours-*.log"))
 
-    return await asyncio.to_thread(search)
+
+async def _logged(folder: Path, event: str) -> bool:
+    return event in await asyncio.to_thread(_logs, folder)
