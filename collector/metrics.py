@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import operator
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -308,7 +309,13 @@ def _pairs(pairs: Iterable[tuple[str, str]]) -> str:
     return ",".join(f'{k}="{escape(v)}"' for k, v in pairs)
 
 
-Shape = tuple[tuple[str, str, str], ...]  # (family, suffix, extra labels) of each value
+Entry = tuple[str, str, str]  # (family, suffix, extra labels) of one value
+# Entries that come together, in value order. The common ones (a step's, a page's, the
+# counters') are built once and kept, so a series' shape is a few dozen kept objects and
+# comparing it with the last render's is mostly identity checks: building the shape value
+# by value cost more than formatting the values.
+Segment = tuple[Entry, ...]
+Shape = tuple[Segment, ...]
 
 
 @dataclass(frozen=True)
@@ -319,24 +326,28 @@ class Layout:
     instead of building each line's label text again."""
 
     shape: Shape
+    size: int  # values the shape lays out
     families: tuple[tuple[str, bytes, Callable[[list[float]], tuple[float, ...]]], ...]
 
     @classmethod
     def of(cls, shape: Shape, base: str) -> Layout:
+        entries = [entry for segment in shape for entry in segment]
         by_family: dict[str, list[int]] = {}
-        for index, (name, _, _) in enumerate(shape):
+        for index, (name, _, _) in enumerate(entries):
             by_family.setdefault(name, []).append(index)
         families = []
         for name, indices in by_family.items():
             template = "".join(
                 # A % in a label value (a journey named "50% off") must stay a character.
-                f"{name}{shape[i][1]}{{{base}{shape[i][2]}}}".replace("%", "%%") + " %a\n"
+                f"{name}{entries[i][1]}{{{base}{entries[i][2]}}}".replace("%", "%%") + " %a\n"
                 for i in indices
             ).encode()  # bytes: %a of a float is its repr, and the scrape need not encode
             families.append((name, template, _picker(indices)))
-        return cls(shape, tuple(families))
+        return cls(shape, len(entries), tuple(families))
 
     def render(self, values: list[float]) -> dict[str, bytes]:
+        if len(values) != self.size:  # a segment and its values disagree: a bug, said so
+            raise ValueError(f"{len(values)} values for a layout of {self.size}")
         return {name: template % pick(values) for name, template, pick in self.families}
 
 
@@ -355,12 +366,18 @@ class SeriesLines:
             f'journey="{escape(result.journey)}",location="{escape(result.location)}",'
             f'device="{escape(result.device)}"'
         )
-        self.shape: list[tuple[str, str, str]] = []
+        self.shape: list[Segment] = []
         self.values: list[float] = []
 
     def add(self, family: Family, suffix: str, extra: str, value: float) -> None:
-        self.shape.append((family.name, suffix, extra))
+        """One value, for lines that only some series have."""
+        self.shape.append(((family.name, suffix, extra),))
         self.values.append(value)
+
+    def extend(self, segment: Segment, values: Iterable[float]) -> None:
+        """Values laid out by a kept segment, one entry each."""
+        self.shape.append(segment)
+        self.values.extend(values)
 
     def text(self, layout: Layout | None = None) -> tuple[dict[str, bytes], Layout]:
         """Lines by family name, through ``layout`` when the shape is still the same."""
@@ -379,6 +396,43 @@ class Rendered(NamedTuple):
     failures: bytes
 
 
+JOURNEY_SHAPE: Segment = tuple((family.name, "", "") for family, _ in JOURNEY_GAUGES.values())
+JOURNEY_READS = tuple(read for _, read in JOURNEY_GAUGES.values())
+SUCCESS_INDEX = list(JOURNEY_GAUGES).index("success")
+CLICKS_SHAPE: Segment = ((CLICKS.name, "", ""), (CLICK_BUDGET.name, "", ""))
+PAGE_FIELDS = tuple((field, family.name) for field, family in PAGE_GAUGES.items())
+READ_PAGE_MEASURES = operator.attrgetter(*PAGE_GAUGES)  # several fields: returns a tuple
+IS_SET = functools.partial(operator.is_not, None)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _step_shape(step: str) -> Segment:
+    label = _extra(step=step)
+    return ((STEP_SUCCESS.name, "", label), (STEP_DURATION.name, "", label))
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _page_shape(step: str, measured: tuple[bool, ...]) -> Segment:
+    """A page's measures that were taken (``measured``, in ``PAGE_FIELDS`` order), then
+    its failed requests and script errors."""
+    label = _extra(step=step)
+    names = itertools.compress((name for _, name in PAGE_FIELDS), measured)
+    taken = tuple((name, "", label) for name in names)
+    counts = (PAGE_FAILED, PAGE_ERRORS, PAGE_THIRD_PARTY_ERRORS)
+    return taken + tuple((family.name, "", label) for family in counts)
+
+
+@functools.lru_cache(maxsize=1 << 10)
+def _label_shape(family: str, suffix: str, name: str, values: tuple[str, ...]) -> Segment:
+    """One line per label value (``le`` of each bucket, ``status`` of each count)."""
+    return tuple((family, suffix, _extra(**{name: value})) for value in values)
+
+
+def _counts(out: SeriesLines, family: Family, counts: Mapping[str, int]) -> None:
+    statuses, values = zip(*from_zero(counts, RUN_STATUSES), strict=True)
+    out.extend(_label_shape(family.name, "", "status", statuses), map(float, values))
+
+
 def render_series(series: SeriesState, kept: Rendered | None = None) -> Rendered:
     """Every line of one series, grouped by family name, reusing the layout and the
     failure counters' text of ``kept`` (the series' last render) where they still hold."""
@@ -386,11 +440,10 @@ def render_series(series: SeriesState, kept: Rendered | None = None) -> Rendered
     out = SeriesLines(result)
     add = out.add
 
-    for key, (family, read) in JOURNEY_GAUGES.items():
-        value = read(result)
-        if key == "success" and series.scheduled_success is not None:
-            value = 1.0 if series.scheduled_success else 0.0  # a retry pending keeps the last
-        add(family, "", "", value)
+    journey = [read(result) for read in JOURNEY_READS]
+    if series.scheduled_success is not None:  # a retry pending keeps the last
+        journey[SUCCESS_INDEX] = 1.0 if series.scheduled_success else 0.0
+    out.extend(JOURNEY_SHAPE, journey)
     if result.status is Status.FAILED:
         error = result.error_type.value if result.error_type else "unknown"
         add(FAILED_STEP, "", _extra(step=result.failed_step or "", error_type=error), 1.0)
@@ -409,18 +462,15 @@ def render_series(series: SeriesState, kept: Rendered | None = None) -> Rendered
         add(BUDGET_LIMIT, "", labels, check.limit)
     for step in result.steps:
         if step.status is not Status.SKIPPED:
-            step_label = _extra(step=step.name)
-            add(STEP_SUCCESS, "", step_label, 1.0 if step.status is Status.PASSED else 0.0)
-            add(STEP_DURATION, "", step_label, step.duration_seconds)
+            passed = 1.0 if step.status is Status.PASSED else 0.0
+            out.extend(_step_shape(step.name), (passed, step.duration_seconds))
     _browser_lines(result, out)
     add(KIND_INFO, "", _extra(kind=result.kind), 1.0)
     _exchange_lines(result, add)
-    for status, count in from_zero(series.runs, RUN_STATUSES):
-        add(RUNS, "", _extra(status=status), float(count))
-    for status, count in from_zero(series.scheduled, RUN_STATUSES):
-        add(SCHEDULED, "", _extra(status=status), float(count))
-    for bound, count in series.durations.cumulative():
-        add(DURATIONS, "_bucket", _extra(le=bound), float(count))
+    _counts(out, RUNS, series.runs)
+    _counts(out, SCHEDULED, series.scheduled)
+    bounds, buckets = zip(*series.durations.cumulative(), strict=True)
+    out.extend(_label_shape(DURATIONS.name, "_bucket", "le", bounds), map(float, buckets))
     add(DURATIONS, "_sum", "", series.durations.total)
     add(DURATIONS, "_count", "", float(series.durations.count))
     text, layout = out.text(kept.layout if kept is not None else None)
@@ -472,32 +522,26 @@ def failure_grid(result: RunResult) -> list[tuple[str, str]]:
     return grid + [("", error.value) for error in NO_STEP_ERROR_TYPES]
 
 
-PAGE_FIELDS = tuple((field, family.name) for field, family in PAGE_GAUGES.items())
-
-
 def _browser_lines(result: RunResult, out: SeriesLines) -> None:
     """What only browser journeys have: clicks against the budget, and each page's measures
-    (two thirds of a browser series' values: appended here without a call per value)."""
+    (two thirds of a browser series' values)."""
     browser = result.browser
     if browser is None:
         return
-    add, shape, values = out.add, out.shape.append, out.values.append
-    add(CLICKS, "", "", float(browser.clicks))
-    add(CLICK_BUDGET, "", "", float(browser.click_budget))
+    out.extend(CLICKS_SHAPE, (float(browser.clicks), float(browser.click_budget)))
     seen: set[str] = set()
     for page in reversed(browser.pages):  # the last page a step loaded speaks for it
         if page.step in seen:
             continue
         seen.add(page.step)
-        step_label = _extra(step=page.step)
-        for field, name in PAGE_FIELDS:
-            value = getattr(page, field)
-            if value is not None:
-                shape((name, "", step_label))
-                values(float(value))
-        add(PAGE_FAILED, "", step_label, float(len(page.failed_requests)))
-        add(PAGE_ERRORS, "", step_label, float(len(page.js_exceptions) + len(page.console_errors)))
-        add(PAGE_THIRD_PARTY_ERRORS, "", step_label, float(len(page.third_party_js_exceptions)))
+        measures = READ_PAGE_MEASURES(page)
+        measured = tuple(map(IS_SET, measures))
+        errors = len(page.js_exceptions) + len(page.console_errors)
+        counts = (len(page.failed_requests), errors, len(page.third_party_js_exceptions))
+        out.extend(
+            _page_shape(page.step, measured),
+            (*map(float, itertools.compress(measures, measured)), *map(float, counts)),
+        )
 
 
 def _exchange_lines(result: RunResult, add: Callable[[Family, str, str, float], None]) -> None:
