@@ -10,9 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from probes.browser import BrowserManager
+from probes.conditions import NETWORKS, Conditions
 from probes.config import ConfigError
 from probes.demo_shop.server import RunningShop
 from probes.result import ErrorType, Status
+from probes.runners.page_monitor import PageMonitor
 from tests.conftest import RunJourney, config_from
 
 pytestmark = pytest.mark.slow
@@ -61,6 +64,36 @@ async def test_mobile_runs_on_4g_with_a_slower_cpu_and_says_so(run_journey: RunJ
     assert mobile.conditions["cpu_slowdown"] == 4.0
     assert mobile.conditions["viewport"] == {"width": 412, "height": 915}
     assert "HeadlessChrome" not in str(mobile.conditions["user_agent"])
+
+
+# A fixed amount of the page's own work, timed by the page.
+WORKLOAD = """() => {
+  const start = performance.now();
+  let x = 0;
+  for (let i = 0; i < 3e7; i++) { x += i % 7; }
+  return x > 0 ? performance.now() - start : -1;
+}"""
+
+
+async def test_the_cpu_slowdown_ends_with_the_measured_steps(
+    browsers: BrowserManager, shop: RunningShop
+) -> None:
+    """Chromium slows a page by busy-waiting its main thread, busy or idle: the evidence
+    and clean-up after the measured steps run at full speed."""
+    browser = await browsers.get()
+    context = await browser.new_context()
+    try:
+        page = await context.new_page()
+        monitor = await PageMonitor.attach(context, page)
+        await monitor.emulate(Conditions(NETWORKS["none"], 4.0))
+        await page.goto(shop.url)
+        throttled = await page.evaluate(WORKLOAD)
+        await monitor.end_cpu_slowdown()
+        released = await page.evaluate(WORKLOAD)
+    finally:
+        await context.close()
+
+    assert 0 < released < throttled / 2, (throttled, released)
 
 
 def home_page(network: str) -> str:

@@ -243,6 +243,7 @@ async def _run_in_context(
                     secrets=secrets,
                 )
     await monitor.settle()
+    await monitor.end_cpu_slowdown()  # the rest (evidence, clean-up, closing) is not measured
     steps, pages = [_with_interaction(r, monitor) for r in results], monitor.results()
     failed = any(r.status is Status.FAILED for r in steps)
     budgets = check_budgets(

@@ -102,6 +102,7 @@ class PageMonitor:
         self.documents: list[DocumentRecord] = []
         self.step = ""
         self.crashed = False
+        self._cpu_slowdown = 1.0
         self.step_exceptions: list[str] = []  # the site's own scripts', this step
         self.step_third_party_exceptions: list[str] = []
         self._awaiting_response: DocumentRecord | None = None
@@ -289,6 +290,20 @@ class PageMonitor:
             return  # nothing to emulate: spare two round trips on every desktop run
         await self._cdp.send("Network.emulateNetworkConditions", conditions.network.cdp())
         await self._cdp.send("Emulation.setCPUThrottlingRate", {"rate": conditions.cpu_slowdown})
+        self._cpu_slowdown = conditions.cpu_slowdown
+
+    async def end_cpu_slowdown(self) -> None:
+        """Once the measured steps are over, before evidence and clean-up. Chromium slows a
+        page by busy-waiting its main thread in a signal handler, whether the page works or
+        idles (at 4x, three quarters of a core for as long as it is on): nothing that is
+        not measured should pay for it. The network conditions stay: they cost nothing."""
+        if self._cpu_slowdown == 1 or self.crashed or self._page.is_closed():
+            return
+        try:
+            await self._cdp.send("Emulation.setCPUThrottlingRate", {"rate": 1})
+            self._cpu_slowdown = 1.0
+        except Error:
+            return  # the page is gone; closing its context ends the throttling anyway
 
     async def settle(self) -> None:
         """At the end of a run: let one frame paint so the last page's entries are reported."""
