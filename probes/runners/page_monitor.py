@@ -80,8 +80,8 @@ class _Request:
 def _listener(method: Callable[[Any], None]) -> Callable[[Any], None]:
     """``method`` as a plain one-argument function that carries its signature. Playwright
     works out a handler's signature at every event it delivers (to pass only the arguments
-    the handler takes): about 20 us for a bound method, 2 us with ``__signature__`` set,
-    and a run delivers several events for each of its requests."""
+    the handler takes): for a bound method that cost 8.6 ms of a desktop checkout's 125
+    events, 1.5 ms with ``__signature__`` set."""
 
     def listener(event: Any) -> None:
         method(event)
