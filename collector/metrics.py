@@ -411,7 +411,8 @@ def _step_shape(step: str) -> Segment:
     return ((STEP_SUCCESS.name, "", label), (STEP_DURATION.name, "", label))
 
 
-@functools.lru_cache(maxsize=1 << 16)
+# About 1.5 KiB each with its label text: at most 24 MiB, however many step names writers invent.
+@functools.lru_cache(maxsize=1 << 14)
 def _page_shape(step: str, measured: tuple[bool, ...]) -> Segment:
     """A page's measures that were taken (``measured``, in ``PAGE_FIELDS`` order), then
     its failed requests and script errors."""
