@@ -513,8 +513,10 @@ def _plain_passwords(config: LoadedConfig) -> list[str]:
 
 
 def _cmd_test(args: argparse.Namespace) -> int:
-    code, table = _run(_test(args))
-    if table is None:
+    table = _TableReporter(args.artifacts)  # outside the run: an interrupted one shows it too
+    code, _ = _run(_test(args, table))
+    interrupted = code == EXIT_INTERRUPTED
+    if code != EXIT_OK and not (interrupted and table.results):
         return code
     results = table.results
     if args.json:
@@ -527,11 +529,13 @@ def _cmd_test(args: argparse.Namespace) -> int:
             from probes.report import render_repeats
 
             print(render_repeats(results), end="")
+    if interrupted:
+        return code
     # A run whose retry passed is not a failure (the agent would not page either).
     return EXIT_FAILED if any(r.status is Status.FAILED for r in table.finals) else EXIT_OK
 
 
-async def _test(args: argparse.Namespace) -> _TableReporter:
+async def _test(args: argparse.Namespace, table: _TableReporter) -> None:
     from probes.browser import BrowserManager
 
     browsers = BrowserManager()
@@ -563,7 +567,6 @@ async def _test(args: argparse.Namespace) -> _TableReporter:
             raise ConfigError([_unknown("device", args.device, devices)])
         if not any(j.kind == "browser" for j in journeys):
             warming.cancel()  # API checks only: no browser to wait for, or to close
-        table = _TableReporter(args.artifacts)
         for _ in range(args.repeat):
             for journey in journeys:
                 for device in journey.devices:
@@ -584,7 +587,6 @@ async def _test(args: argparse.Namespace) -> _TableReporter:
         await browsers.close()
         if shop is not None:
             await shop.stop()
-    return table
 
 
 class _TableReporter:

@@ -319,7 +319,7 @@ IN_A_TERMINAL = (
 )
 
 
-async def test_ctrl_c_stops_a_test_at_once_says_so_and_leaves_no_chromium(
+async def test_ctrl_c_stops_a_test_at_once_shows_what_finished_and_leaves_no_chromium(
     tmp_path: Path,
 ) -> None:
     arrived = asyncio.Event()
@@ -329,8 +329,12 @@ async def test_ctrl_c_stops_a_test_at_once_says_so_and_leaves_no_chromium(
         await asyncio.Event().wait()
         raise AssertionError("unreachable")
 
+    async def quick(_: web.Request) -> web.Response:
+        return web.Response(text="<title>ok</title>", content_type="text/html")
+
     app = web.Application()
     app.router.add_get("/", hang)
+    app.router.add_get("/ok", quick)
     runner = web.AppRunner(app, shutdown_timeout=0.5)
     await runner.setup()
     port = free_port()
@@ -339,6 +343,12 @@ async def test_ctrl_c_stops_a_test_at_once_says_so_and_leaves_no_chromium(
     config.write_text(
         f"""
 journeys:
+  - name: quick
+    base_url: http://127.0.0.1:{port}
+    devices: [desktop]
+    steps:
+      - name: ok page
+        goto: /ok
   - name: hangs
     base_url: http://127.0.0.1:{port}
     devices: [desktop]
@@ -374,5 +384,7 @@ journeys:
 
     assert process.returncode == 130, out + err
     assert err.strip().splitlines()[-1] == "parcours: interrupted"
+    assert "✓ quick · browser · desktop · PASSED" in out  # what finished is still shown
+    assert "hangs" not in out
     assert "Traceback" not in out + err
     assert left == []
