@@ -400,8 +400,8 @@ JOURNEY_SHAPE: Segment = tuple((family.name, "", "") for family, _ in JOURNEY_GA
 JOURNEY_READS = tuple(read for _, read in JOURNEY_GAUGES.values())
 SUCCESS_INDEX = list(JOURNEY_GAUGES).index("success")
 CLICKS_SHAPE: Segment = ((CLICKS.name, "", ""), (CLICK_BUDGET.name, "", ""))
-PAGE_FIELDS = tuple((field, family.name) for field, family in PAGE_GAUGES.items())
-READ_PAGE_MEASURES = operator.attrgetter(*PAGE_GAUGES)  # several fields: returns a tuple
+PAGE_NAMES = tuple(family.name for family in PAGE_GAUGES.values())
+READ_PAGE_MEASURES = operator.attrgetter(*PAGE_GAUGES)  # in PAGE_NAMES order, as a tuple
 IS_SET = functools.partial(operator.is_not, None)
 
 
@@ -414,11 +414,10 @@ def _step_shape(step: str) -> Segment:
 # About 1.5 KiB each with its label text: at most 24 MiB, however many step names writers invent.
 @functools.lru_cache(maxsize=1 << 14)
 def _page_shape(step: str, measured: tuple[bool, ...]) -> Segment:
-    """A page's measures that were taken (``measured``, in ``PAGE_FIELDS`` order), then
+    """A page's measures that were taken (``measured``, in ``PAGE_NAMES`` order), then
     its failed requests and script errors."""
     label = _extra(step=step)
-    names = itertools.compress((name for _, name in PAGE_FIELDS), measured)
-    taken = tuple((name, "", label) for name in names)
+    taken = tuple((name, "", label) for name in itertools.compress(PAGE_NAMES, measured))
     counts = (PAGE_FAILED, PAGE_ERRORS, PAGE_THIRD_PARTY_ERRORS)
     return taken + tuple((family.name, "", label) for family in counts)
 
