@@ -67,6 +67,9 @@ async def hand_written(browser: Browser, url: str) -> None:
         await context.close()
 
 
+CHROMIUM_MAIN = ("chromium browser", "chromium renderer")
+
+
 def _chromium_together(after: dict[str, float], before: dict[str, float]) -> dict[str, float]:
     """CPU spent between two readings by role, Chromium's browser and renderers as one: a
     renderer's time moves into the browser's when the browser reaps it, which happens at
@@ -76,9 +79,6 @@ def _chromium_together(after: dict[str, float], before: dict[str, float]) -> dic
         key = "chromium browser and renderers" if role in CHROMIUM_MAIN else role
         spent[key] = spent.get(key, 0.0) + after.get(role, 0.0) - before.get(role, 0.0)
     return spent
-
-
-CHROMIUM_MAIN = ("chromium browser", "chromium renderer")
 
 
 async def main(runs: int, warmup: int) -> None:
