@@ -1,4 +1,4 @@
-"""SIGTERM mid-run: the run finishes, its result is kept, and no Chromium is left behind."""
+"""SIGTERM or Ctrl-C mid-run: the run finishes, its result is kept, no Chromium is left."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ import json
 import os
 import signal
 import sqlite3
+import subprocess
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -53,52 +55,49 @@ def stored_runs(data_dir: Path) -> list[tuple[str, str, float]]:
         return [(j, s, json.loads(doc)["finished_at"]) for j, s, doc in rows]
 
 
-async def test_sigterm_during_a_run_lets_it_finish_and_keeps_its_result(
-    shop: RunningShop, tmp_path: Path
+def _sigterm(process: subprocess.Popen[str]) -> None:
+    process.send_signal(signal.SIGTERM)
+
+
+def _ctrl_c(process: subprocess.Popen[str]) -> None:
+    """As a terminal does: the whole foreground process group, Playwright's driver included
+    (the driver must leave Chromium to the agent's own graceful stop)."""
+    os.killpg(process.pid, signal.SIGINT)
+
+
+@pytest.mark.parametrize(
+    ("send_stop", "own_process_group"),
+    [
+        pytest.param(_sigterm, False, id="sigterm"),
+        pytest.param(_ctrl_c, True, id="ctrl-c-in-a-terminal"),
+    ],
+)
+async def test_a_stop_during_a_run_lets_it_finish_and_keeps_its_result(
+    send_stop: Callable[[subprocess.Popen[str]], None],
+    own_process_group: bool,
+    shop: RunningShop,
+    tmp_path: Path,
 ) -> None:
     marker = f"PARCOURS_TEST_{uuid.uuid4().hex}"
     data_dir = tmp_path / "data"
     config = slow_journey(tmp_path, shop, delay_ms=3000)
-    with parcours_run(config, data_dir, env={marker: "1"}) as (process, collector):
-        await wait_until(lambda: a_run_in_flight(collector), 60, "a run in flight")
-        assert not stored_runs(data_dir)  # nothing finished yet: the run below is the one
-        signalled = time.time()
-        process.send_signal(signal.SIGTERM)
-        code = await asyncio.to_thread(process.wait, 60)
-        seen_chromium = chromium_with_marker(marker)
-
-    runs = stored_runs(data_dir)
-    assert code == 0
-    # Finished, not cut short: a 3 s page is over the 3 s page-load budget, so degraded.
-    assert [(journey, status) for journey, status, _ in runs] == [("slow", "degraded")]
-    assert runs[0][2] > signalled  # in flight at the signal (see above), finished after it
-    assert seen_chromium == []
-
-
-async def test_ctrl_c_in_a_terminal_during_a_run_lets_it_finish_without_errors(
-    shop: RunningShop, tmp_path: Path
-) -> None:
-    """A terminal's Ctrl-C signals the whole foreground process group, Playwright's driver
-    included: the driver must leave Chromium to the agent's own graceful stop."""
-    marker = f"PARCOURS_TEST_{uuid.uuid4().hex}"
-    data_dir = tmp_path / "data"
-    config = slow_journey(tmp_path, shop, delay_ms=3000)
-    with parcours_run(config, data_dir, env={marker: "1"}, own_process_group=True) as (
+    with parcours_run(config, data_dir, env={marker: "1"}, own_process_group=own_process_group) as (
         process,
         collector,
     ):
         await wait_until(lambda: a_run_in_flight(collector), 60, "a run in flight")
-        assert not stored_runs(data_dir)
+        assert not stored_runs(data_dir)  # nothing finished yet: the run below is the one
         signalled = time.time()
-        os.killpg(process.pid, signal.SIGINT)
+        send_stop(process)
         code = await asyncio.to_thread(process.wait, 60)
         seen_chromium = chromium_with_marker(marker)
     output = await asyncio.to_thread(_logs, tmp_path)
 
     runs = stored_runs(data_dir)
     assert code == 0
+    # Finished, not cut short: a 3 s page is over the 3 s page-load budget, so degraded.
     assert [(journey, status) for journey, status, _ in runs] == [("slow", "degraded")]
-    assert runs[0][2] > signalled
+    assert runs[0][2] > signalled  # in flight at the signal (see above), finished after it
     assert "Traceback" not in output
     assert "exception was never retrieved" not in output
     assert seen_chromium == []
