@@ -700,9 +700,14 @@ class MetricsRenderer:
                 del self._families[name][key]
 
     async def render(self, state: CollectorState, now: float | None = None) -> bytes:
-        """The journey and agent families, every result applied before the call included.
-        With ``keep_fresh`` running, what is left to render is what arrived since its last
-        turn, and the rest is one join of kept bytes."""
+        """The journey and agent families, every result applied before the call included."""
+        return b"".join(await self.render_parts(state, now))
+
+    async def render_parts(self, state: CollectorState, now: float | None = None) -> list[bytes]:
+        """``render``'s bytes in pieces, one or two a family: a gzipped scrape compresses
+        them as they are rather than copying 50 MB into one piece first. With
+        ``keep_fresh`` running, what is left to render is what arrived since its last
+        turn, and the rest is a join of kept bytes by family."""
         await self.refresh(state)
         parts = []
         for family in SERIES_FAMILIES:
@@ -712,4 +717,4 @@ class MetricsRenderer:
                 parts.append(b"".join(lines.values()))
         agents = [(seen.heartbeat, seen.received_at) for seen in state.agents.values()]
         parts.append(render_agents(agents, time.time() if now is None else now).encode())
-        return b"".join(parts)
+        return parts
