@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -131,7 +132,7 @@ def parcours(url: str, mode: str, amount: float, concurrency: int) -> object:
 
 
 def blackbox_probe(address: str, url: str) -> dict[str, float]:
-    query = f"http://{address}/probe?module=http_fresh&target={urllib.request.quote(url)}"
+    query = f"http://{address}/probe?module=http_fresh&target={urllib.parse.quote(url)}"
     with urllib.request.urlopen(query, timeout=30) as response:
         text = response.read().decode()
     found: dict[str, float] = {}
@@ -148,7 +149,7 @@ def blackbox_probe(address: str, url: str) -> dict[str, float]:
 async def blackbox_load(address: str, url: str, seconds: float, concurrency: int) -> int:
     import aiohttp
 
-    query = f"http://{address}/probe?module=http_fresh&target={urllib.request.quote(url)}"
+    query = f"http://{address}/probe?module=http_fresh&target={urllib.parse.quote(url)}"
     done, deadline = 0, time.monotonic() + seconds
 
     async def worker(session: aiohttp.ClientSession) -> None:

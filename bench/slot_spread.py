@@ -91,7 +91,7 @@ async def main(seconds: float, rounds: int) -> None:
         for round_ in range(rounds):
             # ABBA: neither variant always runs second, after the other's Chromium.
             for label, spreading in variants if round_ % 2 == 0 else variants[::-1]:
-                scheduler.spread_by_interval = spreading  # type: ignore[attr-defined]
+                scheduler.spread_by_interval = spreading  # type: ignore[attr-defined,assignment]
                 found = await start_delay(shop.url, seconds, 50, interval=30)
                 shown = ("at_start", "run_seconds", "load_average_1m_after")
                 print(label, *(found[key] for key in shown), flush=True)
