@@ -15,10 +15,11 @@ from collector.artifacts import ArtifactStore, RetentionLimits
 from collector.bus import Bus, BusSettings, ResultsReader
 from collector.history import RunHistory
 from collector.ingest import Ingestor
+from collector.metrics import render_agents
 from collector.state import CollectorState
 from probes.bus import contract as c
 from probes.result import to_dict
-from tests.documents import result
+from tests.documents import heartbeat, result
 from tests.test_config import problems_of
 
 
@@ -97,6 +98,51 @@ async def test_a_result_dated_ten_years_ahead_on_the_stream_is_refused(reader: A
 
     assert refused(registry, "result", "clock_skew") == 1
     assert state.series == {}
+
+
+def beat(**changes: Any) -> bytes:
+    """A heartbeat from a paris agent, sent now unless ``changes`` say otherwise."""
+    return json.dumps(heartbeat(**{"sent_at": time.time(), **changes})).encode()
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"{not json", "invalid"),
+        (beat().replace(b'"lag_sum": 0.3', b'"lag_sum": NaN'), "invalid"),
+        (b"[" * 100_000 + b"]" * 100_000, "invalid"),
+        (beat(agent="\ud800"), "invalid"),
+        (beat(agent="agent\nforged"), "invalid"),
+        (beat(lag_buckets={"abc": 1}), "invalid"),
+        (beat(running=-1), "invalid"),
+        (beat(sent_at=time.time() + 10 * 365 * 86400), "clock_skew"),
+        (beat(location="lyon"), "location_mismatch"),
+    ],
+    ids=[
+        "broken",
+        "nan",
+        "nested",
+        "surrogate",
+        "control-character",
+        "lag-bucket-abc",
+        "negative-count",
+        "ten-years-ahead",
+        "other-location",
+    ],
+)
+async def test_a_hostile_heartbeat_on_the_stream_is_refused_counted_and_the_next_one_kept(
+    reader: Any, data: bytes, reason: str
+) -> None:
+    results, state, registry = reader
+
+    results.handle(message(c.heartbeats_subject("paris"), data))
+    # A quote and a backslash are characters a name may hold: kept, and exported escaped.
+    results.handle(message(c.heartbeats_subject("paris"), beat(agent='agent "after" \\')))
+
+    assert refused(registry, "heartbeat", reason) == 1
+    assert list(state.agents) == [('agent "after" \\', "paris")]
+    seen = [(agent.heartbeat, agent.received_at) for agent in state.agents.values()]
+    assert 'agent="agent \\"after\\" \\\\"' in render_agents(seen, time.time())
 
 
 @pytest.mark.parametrize(
