@@ -107,14 +107,24 @@ def tree_cpu_by_role(root: int | None = None) -> dict[str, float]:
 def pss_bytes(pid: int) -> int:
     """Proportional set size of a process (shared pages split among their users); 0 for a
     process already gone."""
+    return pss_parts(pid).get("Pss", 0)
+
+
+def pss_parts(pid: int) -> dict[str, int]:
+    """A process' PSS and its parts in bytes: ``Pss_File`` (pages of files mapped, mostly
+    the code of Chromium's, Node's and Python's binaries: shared with every process running
+    them, and dropped and read again under memory pressure), ``Pss_Anon`` and ``Pss_Shmem``
+    (memory the process holds). Empty for a process already gone."""
     try:
         text = Path(f"/proc/{pid}/smaps_rollup").read_text()
     except OSError:
-        return 0
+        return {}
+    parts = {}
     for line in text.splitlines():
-        if line.startswith("Pss:"):
-            return int(line.split()[1]) * 1024
-    return 0
+        key, _, rest = line.partition(":")
+        if key.startswith("Pss"):
+            parts[key] = int(rest.split()[0]) * 1024
+    return parts
 
 
 def tree_pss_bytes(root: int) -> int:

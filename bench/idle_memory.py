@@ -10,7 +10,10 @@ Between the two, three demo checkouts: the CPU seconds each costs by role, so a 
 in memory that costs CPU shows. Variants take turns, three rounds, so a busy machine
 shifts them alike.
 
-Target: the idle tree under 300 MiB PSS.
+Target: the idle tree under 300 MiB PSS. Each PSS is also split: the part that is pages
+of mapped files (mostly the code of Chromium's, Node's and Python's binaries, shared with
+every process running them and dropped under memory pressure) and the rest, the memory
+the tree holds itself.
 
     .venv/bin/python -m bench.idle_memory [--rounds 3]
 """
@@ -27,7 +30,7 @@ import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 
-from bench.common import process_role, pss_bytes, tree_cpu_by_role, write
+from bench.common import process_role, pss_parts, tree_cpu_by_role, write
 from probes.browser import DRIVER_NODE_OPTIONS, LAUNCH_ARGS
 from probes.demo_shop.server import start_demo_shop
 from tests.services import descendants
@@ -62,15 +65,19 @@ VARIANTS: dict[str, Variant] = {
     "before (no cuts)": Variant(args=BEFORE, env=NO_DRIVER_OPTIONS),
 }
 RUNS = 3  # demo checkouts on mobile between the two measures: their CPU and wall time too
-MEMORY = ("launched", "ran")
+MEMORY = ("launched", "ran", "launched_file_pages", "ran_file_pages")
 
 
-def tree(root: int) -> tuple[dict[str, float], dict[str, float]]:
-    """PSS in MiB and CPU seconds so far, by role."""
+def tree(root: int) -> tuple[dict[str, float], dict[str, float], dict[str, float]]:
+    """PSS in MiB, the part of it that is pages of mapped files (code, in MiB), and CPU
+    seconds so far, by role."""
     memory: dict[str, float] = defaultdict(float)
+    files: dict[str, float] = defaultdict(float)
     for pid in descendants(root):
-        memory[process_role(pid, root)] += pss_bytes(pid) / MIB
-    return dict(memory), tree_cpu_by_role(root)
+        role, parts = process_role(pid, root), pss_parts(pid)
+        memory[role] += parts.get("Pss", 0) / MIB
+        files[role] += parts.get("Pss_File", 0) / MIB
+    return dict(memory), dict(files), tree_cpu_by_role(root)
 
 
 async def child(variant: str, variables: dict[str, str]) -> None:
@@ -136,7 +143,8 @@ async def measure(variant: str, variables: dict[str, str]) -> dict[str, dict[str
                 if runs["failures"]:
                     print(f"{variant}: {runs['failures']}", file=sys.stderr)  # measured anyway
             await asyncio.sleep(3)  # settled: nothing starting up
-            found[moment], cpu[moment] = await asyncio.to_thread(tree, process.pid)
+            measured = await asyncio.to_thread(tree, process.pid)
+            found[moment], found[f"{moment}_file_pages"], cpu[moment] = measured
             process.stdin.write(b"\n")
             await process.stdin.drain()
         await asyncio.wait_for(process.wait(), 60)
@@ -182,6 +190,16 @@ async def main(rounds: int) -> None:
             "idle_after_runs_mib": table["ran"]["total"],
             "chromium_after_runs_mib": round(
                 sum(v for r, v in table["ran"].items() if r.startswith("chromium")), 1
+            ),
+            # Of the idle tree, pages of mapped files (the binaries' code, shared and
+            # reclaimable) and what is left: the memory the tree holds itself.
+            "file_pages_launched_mib": table["launched_file_pages"]["total"],
+            "held_launched_mib": round(
+                table["launched"]["total"] - table["launched_file_pages"]["total"], 1
+            ),
+            "file_pages_after_runs_mib": table["ran_file_pages"]["total"],
+            "held_after_runs_mib": round(
+                table["ran"]["total"] - table["ran_file_pages"]["total"], 1
             ),
             "cpu_seconds_per_run": table["cpu_seconds_per_run"]["total"],
             "cpu_vs_shipped": round(
