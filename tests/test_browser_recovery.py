@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
 from pathlib import Path
 
 import pytest
+from playwright._impl._driver import compute_driver_executable
 
-from probes.browser import BrowserManager
+from probes.browser import DRIVER_NODE_OPTIONS, BrowserManager
 from probes.demo_shop.server import RunningShop
 from probes.result import ErrorType, Status
 from probes.runners.journey import run
@@ -97,7 +99,7 @@ def _cmdline(pid: int) -> str:
 
 @pytest.mark.parametrize(
     ("users", "driver_gets"),
-    [(None, "--max-semi-space-size=1"), ("--stack-trace-limit=50", "--stack-trace-limit=50")],
+    [(None, DRIVER_NODE_OPTIONS), ("--stack-trace-limit=50", "--stack-trace-limit=50")],
     ids=["default", "user-set"],
 )
 async def test_the_agent_launches_the_lighter_driver_and_chromium_and_a_users_node_options_win(
@@ -123,6 +125,26 @@ async def test_the_agent_launches_the_lighter_driver_and_chromium_and_a_users_no
     assert "--no-zygote" in browser_processes[0]
     assert "--in-process-gpu" in browser_processes[0]
     assert not [line for _, line in tree if "--type=zygote" in line or "--type=gpu" in line]
+
+
+@pytest.mark.parametrize(("node_options", "warned"), [("", True), (DRIVER_NODE_OPTIONS, False)])
+def test_the_drivers_node_says_nothing_of_a_negative_timer_with_the_agents_options(
+    node_options: str, warned: bool
+) -> None:
+    """A journey at its deadline makes Playwright's timers negative; the driver's Node
+    then printed TimeoutNegativeWarning to the agent's stderr. The driver is started with
+    DRIVER_NODE_OPTIONS (the test above); this is what they do to the driver's own Node."""
+    node, _ = compute_driver_executable()
+    done = subprocess.run(
+        [node, "-e", "setTimeout(() => {}, -5)"],
+        env={**os.environ, "NODE_OPTIONS": node_options},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+
+    assert ("TimeoutNegativeWarning" in done.stderr) is warned, done.stderr
 
 
 async def test_chromium_runs_its_network_service_inside_and_keeps_playwrights_features() -> None:
