@@ -4,9 +4,10 @@
 0.3 s). Real runs send longer ones: Chromium's page timings come in 0.1 ms steps carried
 through a 32-bit float (125.2 ms arrives as 0.12520000000298023 s) and step durations come
 from the monotonic clock at full precision (0.558093125000596 s); formatting such a float
-costs two to three times a short one. This renders, in one process, a burst of one result
-for each of the 3,000 series of that benchmark, with its short values, with values shaped
-as measured, and with those rounded to the microsecond: what the scrape's own rendering
+costs two to three times a short one. Agents now send page timings at the 0.1 ms browsers
+measure and durations to the microsecond. This renders, in one process, a burst of one
+result for each of the 3,000 series of that benchmark, with its short values, with values
+shaped as measured, and with those as agents send them: what the scrape's own rendering
 costs for each (min of 5 bursts, the three kinds in turns, 2 rounds).
 
     .venv/bin/python -m bench.metrics_values
@@ -33,7 +34,7 @@ BURSTS = 5
 KINDS = (
     "short decimals (the throughput benchmark's)",
     "as measured",
-    "as measured, to the microsecond",
+    "as agents send them (timings to 0.1 ms, durations to 1 us)",
 )
 
 
@@ -43,19 +44,19 @@ def as_chromium_reports(seconds: float, rng: random.Random) -> float:
     return float(struct.unpack("f", struct.pack("f", ms))[0]) / 1000
 
 
-def as_measured(rng: random.Random, digits: int | None) -> Callable[[dict[str, Any]], None]:
-    """Give a document values shaped as measured, rounded to ``digits`` if given."""
-
-    def shape(value: float) -> float:
-        return value if digits is None else round(value, digits)
+def as_measured(rng: random.Random, as_sent: bool) -> Callable[[dict[str, Any]], None]:
+    """Give a document values shaped as measured; ``as_sent``: as agents send them since
+    they drop the noise (page timings to 0.1 ms, durations to the microsecond)."""
 
     def change(document: dict[str, Any]) -> None:
         for step in document["steps"]:
-            step["duration_seconds"] = shape(step["duration_seconds"] + rng.random() / 10)
+            duration = step["duration_seconds"] + rng.random() / 10
+            step["duration_seconds"] = round(duration, 6) if as_sent else duration
         for page in document["browser"]["pages"]:
             for name in (*TIMINGS, "load_seconds"):
-                page[name] = shape(as_chromium_reports(page[name], rng))
-            page["cls"] = shape(rng.random() / 20)
+                timing = as_chromium_reports(page[name], rng)
+                page[name] = round(timing, 4) if as_sent else timing
+            page["cls"] = rng.random() / 20  # a sum of shift scores: sent as it is
 
     return change
 
@@ -64,7 +65,7 @@ def documents(kind: str, first_run: int) -> list[dict[str, Any]]:
     """One result for each series, with values of ``kind`` (one of ``KINDS``)."""
     found = every_series(first_run)
     if kind != KINDS[0]:
-        change = as_measured(random.Random(first_run), 6 if kind == KINDS[2] else None)
+        change = as_measured(random.Random(first_run), as_sent=kind == KINDS[2])
         for document in found:
             change(document)
     return found

@@ -619,8 +619,9 @@ class RunResult:
 
     @property
     def duration_seconds(self) -> float:
-        """Wall time of the whole run."""
-        return self.finished_at - self.started_at
+        """Wall time of the whole run, to the microsecond (two epoch times a few seconds
+        apart carry float noise below it)."""
+        return round(self.finished_at - self.started_at, 6)
 
     @property
     def success(self) -> bool:

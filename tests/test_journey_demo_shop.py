@@ -54,6 +54,26 @@ async def test_healthy_checkout_passes_in_three_clicks_with_every_measure(
     assert result.budgets == ()
 
 
+async def test_measures_come_at_the_resolution_they_were_taken_with_no_float_noise(
+    run_journey: RunJourney,
+) -> None:
+    """Browsers time pages in 0.1 ms steps through a 32-bit float (125.2 ms arrived as
+    0.12520000000298023 s) and the monotonic clock counts nanoseconds: every scrape
+    formatted those 17 digits (bench.metrics_values). Pages come at 0.1 ms, steps and the
+    run at the microsecond."""
+    result = await run_journey(demo_journey())
+
+    assert result.status is Status.PASSED, result.error_message
+    timings = ("ttfb_seconds", "fcp_seconds", "lcp_seconds", "dom_content_loaded_seconds")
+    for page in result.browser.pages:
+        for measure in (*timings, "load_seconds"):
+            value = getattr(page, measure)
+            assert value is not None and round(value, 4) == value, (page.step, measure, value)
+    for taken in result.steps:
+        assert round(taken.duration_seconds, 6) == taken.duration_seconds, taken
+    assert round(result.duration_seconds, 6) == result.duration_seconds
+
+
 async def test_mobile_run_reports_the_mobile_device(run_journey: RunJourney) -> None:
     result = await run_journey(demo_journey(), device="mobile")
 
