@@ -122,8 +122,12 @@ async def test_slow_3g_adds_at_least_its_latency_per_round_trip(run_journey: Run
         fast_loads.append(fast.browser.pages[0].load_seconds)
         slow_loads.append(slow.browser.pages[0].load_seconds)
 
-    # The document is one round trip; its images, CSS and JS at least one more.
-    assert min(slow_loads) - min(fast_loads) >= 2 * 0.400, (fast_loads, slow_loads)
+    # The document is one round trip; its images, CSS and JS at least one more. Against
+    # the unthrottled load, only the document's round trip is sure to add whole: on a busy
+    # machine the fast load is mostly CPU (0.38-0.43 s beside two busy loops), which the
+    # slow load does while it waits for the second round trip.
+    assert min(slow_loads) >= 2 * 0.400, (fast_loads, slow_loads)
+    assert min(slow_loads) - min(fast_loads) >= 0.400, (fast_loads, slow_loads)
     assert (
         slow.browser.pages[0].ttfb_seconds is not None
         and slow.browser.pages[0].ttfb_seconds >= 0.400
